@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from iccache_sidecar.app import Runtime, running
 from iccache_sidecar.local import assets
 from iccache_sidecar.local.llamacpp import LocalLLM, start_llm
 from iccache_sidecar.local.redis import LocalRedis, start_redis
+from iccache_sidecar.settings import RouterSettings
 
 
 @pytest.fixture(scope="session")
@@ -35,12 +38,20 @@ def redis_server(services_dir: Path) -> Iterator[LocalRedis]:
 def llm_servers(services_dir: Path) -> Iterator[dict[str, LocalLLM]]:
     """llama.cpp OpenAI-compatible servers: ``smollm2`` (instruct) and ``gemma3`` (base).
 
-    One thread each, so that both fit on a 2-core machine at once.
+    One thread each, so that both fit on a 2-core machine at once. The router tests use
+    SmolLM2 as the small model and Gemma as the large one: fast stand-ins for checking
+    the mechanics; answer quality is measured by the benchmark, with a larger model.
     """
+    models = (
+        ("smollm2", assets.SMOLLM2_135M, None),
+        ("gemma3", assets.GEMMA3_270M, "gemma"),  # no usable template in the file
+    )
     with ExitStack() as stack:
         servers: dict[str, LocalLLM] = {}
-        for alias, model in (("smollm2", assets.SMOLLM2_135M), ("gemma3", assets.GEMMA3_270M)):
-            server = start_llm(model.path(), alias, services_dir / "llm", n_threads=1)
+        for alias, model, chat_format in models:
+            server = start_llm(
+                model.path(), alias, services_dir / "llm", n_threads=1, chat_format=chat_format
+            )
             stack.callback(server.stop)
             servers[alias] = server
         yield servers
@@ -53,3 +64,46 @@ def embedder() -> Any:
     from sentence_transformers import SentenceTransformer
 
     return SentenceTransformer(str(assets.minilm_model_dir()), device="cpu")
+
+
+def make_settings(
+    redis: LocalRedis, small: LocalLLM, large: LocalLLM, **sections: dict[str, Any]
+) -> RouterSettings:
+    """Settings for one test: its own index and key prefix, loopback ports picked freely,
+    no exploration (so routing is deterministic)."""
+    prefix = f"t{uuid.uuid4().hex[:10]}"
+    base: dict[str, Any] = {
+        "small": {"base_url": small.base_url, "model": small.alias, "cost_per_token": 0.2,
+                  "max_context_tokens": 2048, "timeout_seconds": 60},
+        "large": {"base_url": large.base_url, "model": large.alias, "cost_per_token": 1.0,
+                  "max_context_tokens": 2048, "timeout_seconds": 60},
+        "redis": {"url": redis.url, "index_name": prefix, "key_prefix": prefix},
+        "routing": {"exploration_rate": 0.0},
+        "server": {"host": "127.0.0.1", "http_port": 0, "grpc_port": 0, "max_tokens_default": 16},
+    }  # fmt: skip
+    for name, values in sections.items():
+        base[name] = {**base.get(name, {}), **values}
+    return RouterSettings(**base)
+
+
+@pytest.fixture
+def router_settings(
+    redis_server: LocalRedis, llm_servers: dict[str, LocalLLM]
+) -> Callable[..., RouterSettings]:
+    """Build RouterSettings for the session's services; keyword sections override."""
+
+    def build(**sections: dict[str, Any]) -> RouterSettings:
+        return make_settings(
+            redis_server, llm_servers["smollm2"], llm_servers["gemma3"], **sections
+        )
+
+    return build
+
+
+@pytest.fixture
+async def icc(
+    router_settings: Callable[..., RouterSettings], embedder: Any
+) -> AsyncIterator[Runtime]:
+    """A running router (HTTP + gRPC) with the default settings and a fresh cache."""
+    async with running(router_settings(), encoder=embedder) as runtime:
+        yield runtime

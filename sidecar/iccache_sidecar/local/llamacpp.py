@@ -28,9 +28,15 @@ class LocalLLM:
 
 
 def llama_server_argv(
-    model_path: Path, alias: str, port: int, n_ctx: int, n_threads: int
+    model_path: Path,
+    alias: str,
+    port: int,
+    n_ctx: int,
+    n_threads: int,
+    chat_format: str | None = None,
 ) -> list[str]:
     """The command line for one llama.cpp server bound to loopback."""
+    extra = ["--chat_format", chat_format] if chat_format else []
     return [
         sys.executable, "-m", "llama_cpp.server",
         "--model", str(model_path),
@@ -40,6 +46,7 @@ def llama_server_argv(
         "--n_ctx", str(n_ctx),
         "--n_threads", str(n_threads),
         "--n_threads_batch", str(n_threads),
+        *extra,
     ]  # fmt: skip
 
 
@@ -51,11 +58,12 @@ def start_llm(
     port: int | None = None,
     n_ctx: int = 2048,
     n_threads: int = 2,
+    chat_format: str | None = None,
     timeout: float = 120.0,
 ) -> LocalLLM:
     """Start a server for ``model_path`` and wait until ``/v1/models`` answers."""
     port = port or free_port()
-    argv = llama_server_argv(model_path, alias, port, n_ctx, n_threads)
+    argv = llama_server_argv(model_path, alias, port, n_ctx, n_threads, chat_format)
     proc = ManagedProcess(f"llm:{alias}:{port}", argv, workdir / f"llm-{alias}-{port}.log")
     url = f"http://127.0.0.1:{port}/v1/models"
 

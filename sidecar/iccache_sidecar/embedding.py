@@ -1,0 +1,106 @@
+"""Sentence embeddings for requests, with concurrent requests batched together.
+
+One worker task drains a queue: it waits at most ``max_wait_ms`` for more texts, encodes
+up to ``batch_size`` in one call on a worker thread, and resolves each caller's future.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from collections.abc import Sequence
+from typing import Any, Protocol, cast
+
+import numpy as np
+
+from iccache_sidecar.domain import Vector
+from iccache_sidecar.errors import DependencyDown
+
+log = logging.getLogger(__name__)
+
+
+class Encoder(Protocol):
+    """What the batcher needs of a model (sentence-transformers' SentenceTransformer)."""
+
+    def encode(self, sentences: list[str], **kwargs: Any) -> Any: ...
+
+
+def load_sentence_transformer(model_path: str | None) -> Encoder:
+    """Load a sentence-transformers model from a folder, never from a hub."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from sentence_transformers import SentenceTransformer
+
+    if model_path is None:
+        from iccache_sidecar.local.assets import minilm_model_dir
+
+        model_path = str(minilm_model_dir())
+    return cast(Encoder, SentenceTransformer(model_path, device="cpu"))
+
+
+class BatchingEmbedder:
+    def __init__(self, encoder: Encoder, batch_size: int = 64, max_wait_ms: float = 2.0) -> None:
+        self._encoder = encoder
+        self._batch_size = batch_size
+        self._max_wait = max_wait_ms / 1000
+        self._queue: asyncio.Queue[tuple[str, asyncio.Future[Vector]]] = asyncio.Queue()
+        self._worker: asyncio.Task[None] | None = None
+        self.batches = 0
+        self.dimensions = 0
+
+    async def start(self) -> None:
+        # One encode up front: loads lazily-initialised weights and tells the dimension.
+        self.dimensions = int((await asyncio.to_thread(self._encode, ["warm up"])).shape[1])
+        self._worker = asyncio.create_task(self._run(), name="embedder")
+
+    async def stop(self) -> None:
+        if self._worker is not None:
+            self._worker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._worker
+            self._worker = None
+
+    async def embed(self, text: str) -> Vector:
+        if self._worker is None or self._worker.done():
+            raise DependencyDown("the embedder is not running")
+        future: asyncio.Future[Vector] = asyncio.get_running_loop().create_future()
+        await self._queue.put((text, future))
+        return await future
+
+    def _encode(self, texts: Sequence[str]) -> np.ndarray[Any, np.dtype[np.float32]]:
+        vectors = self._encoder.encode(
+            list(texts), normalize_embeddings=True, batch_size=len(texts)
+        )
+        return np.asarray(vectors, dtype=np.float32)
+
+    async def _run(self) -> None:
+        while True:
+            batch = [await self._queue.get()]
+            deadline = time.monotonic() + self._max_wait
+            while len(batch) < self._batch_size:
+                remaining = deadline - time.monotonic()
+                try:
+                    batch.append(
+                        self._queue.get_nowait()
+                        if remaining <= 0
+                        else await asyncio.wait_for(self._queue.get(), remaining)
+                    )
+                except (TimeoutError, asyncio.QueueEmpty):
+                    break
+            live = [(t, f) for t, f in batch if not f.done()]
+            if not live:
+                continue
+            try:
+                vectors = await asyncio.to_thread(self._encode, [t for t, _ in live])
+            except Exception as exc:  # the model failed: callers degrade
+                log.exception("embedding failed for a batch of %d", len(live))
+                for _, f in live:
+                    if not f.done():
+                        f.set_exception(DependencyDown(f"embedding failed: {exc}"))
+                continue
+            self.batches += 1
+            for (_, f), v in zip(live, vectors, strict=True):
+                if not f.done():
+                    f.set_result(v)

@@ -1,0 +1,1 @@
+"""Routing policies: decide small+examples or large for each request."""

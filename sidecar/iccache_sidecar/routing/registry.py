@@ -1,0 +1,33 @@
+"""The table of routing policies, chosen by name from the settings."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from iccache_sidecar.domain import Route
+from iccache_sidecar.routing.bandit import BanditPolicy, BanditStateStore
+from iccache_sidecar.routing.base import RoutingPolicy
+from iccache_sidecar.routing.fixed import FixedPolicy
+from iccache_sidecar.routing.threshold import ThresholdPolicy
+from iccache_sidecar.settings import RoutingSettings
+
+Factory = Callable[[RoutingSettings, BanditStateStore | None], RoutingPolicy]
+
+POLICIES: dict[str, Factory] = {
+    "bandit": lambda s, store: BanditPolicy(
+        quality_target=s.quality_target,
+        exploration_rate=s.exploration_rate,
+        high_load=s.high_load,
+        relief=s.load_relief,
+        store=store,
+    ),
+    "threshold": lambda s, _: ThresholdPolicy(
+        similarity_threshold=s.similarity_threshold, high_load=s.high_load, relief=s.load_relief
+    ),
+    "always-small": lambda s, _: FixedPolicy(Route.SMALL),
+    "always-large": lambda s, _: FixedPolicy(Route.LARGE),
+}
+
+
+def make_policy(settings: RoutingSettings, store: BanditStateStore | None = None) -> RoutingPolicy:
+    return POLICIES[settings.policy](settings, store)

@@ -1,0 +1,324 @@
+"""The example cache in Redis: a vector index of large-model answers, per tenant.
+
+Each example is a hash ``<prefix>:ex:<id>`` holding the request text, the answer, its
+embedding and what the router learned about it; the index ``<index_name>`` covers them
+with the tenant as a TAG field, so every query is filtered to one tenant. Exact-match
+keys ``<prefix>:exact:<tenant>:<sha256>`` point at examples by normalised prompt.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar, cast
+
+import numpy as np
+import redis.asyncio as aioredis
+from redis.commands.search.field import Field, NumericField, TagField, TextField, VectorField
+from redis.commands.search.index_definition import IndexDefinition, IndexType
+from redis.commands.search.query import Query
+from redis.exceptions import RedisError, ResponseError
+
+from iccache_sidecar.domain import Candidate, Vector, estimate_tokens
+from iccache_sidecar.errors import DependencyDown
+
+T = TypeVar("T")
+
+# Time-decayed average of the replay gain: S and N decay with time constant tau, then
+# gain = S / N. Atomic in Redis so that replicas can update the same example.
+_RECORD_GAIN = """
+local now = tonumber(ARGV[1])
+local tau = tonumber(ARGV[2])
+local g = tonumber(ARGV[3])
+for i, key in ipairs(KEYS) do
+  if redis.call('EXISTS', key) == 1 then
+    local at = tonumber(redis.call('HGET', key, 'gain_at') or now)
+    local decay = math.exp(-math.max(0, now - at) / tau)
+    local s = tonumber(redis.call('HGET', key, 'gain_sum') or 0) * decay + g
+    local n = tonumber(redis.call('HGET', key, 'gain_n') or 0) * decay + 1
+    redis.call('HSET', key, 'gain_sum', s, 'gain_n', n, 'gain', s / n, 'gain_at', now)
+    redis.call('HINCRBY', key, 'uses', 1)
+  end
+end
+return #KEYS
+"""
+
+_SEARCH_FIELDS = (
+    "distance",
+    "tenant",
+    "prompt",
+    "response",
+    "embedding",
+    "rated",
+    "helped",
+    "tokens",
+)
+_TAG_SPECIAL = re.compile(r"([^A-Za-z0-9_])")
+_SPACES = re.compile(r"\s+")
+
+
+def escape_tag(value: str) -> str:
+    return _TAG_SPECIAL.sub(r"\\\1", value)
+
+
+def normalise_prompt(text: str) -> str:
+    """What counts as 'the same prompt' for exact-match hits."""
+    return _SPACES.sub(" ", text.strip().lower())
+
+
+@dataclass(frozen=True)
+class StoredExample:
+    id: str
+    tenant: str
+    prompt: str
+    response: str
+    model: str
+
+
+class ExampleStore:
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        *,
+        index_name: str,
+        key_prefix: str,
+        ttl_seconds: int = 0,
+        gain_tau_seconds: float = 86_400.0,
+    ) -> None:
+        self._r = client
+        self.index_name = index_name
+        self.prefix = key_prefix
+        self.ttl = ttl_seconds
+        self.gain_tau = gain_tau_seconds
+        self._record_gain = client.register_script(_RECORD_GAIN)
+
+    # -- keys -------------------------------------------------------------------------
+    def example_key(self, example_id: str) -> str:
+        return f"{self.prefix}:ex:{example_id}"
+
+    def exact_key(self, tenant: str, prompt: str) -> str:
+        digest = hashlib.sha256(normalise_prompt(prompt).encode()).hexdigest()
+        return f"{self.prefix}:exact:{tenant}:{digest}"
+
+    def decision_key(self, request_id: str) -> str:
+        return f"{self.prefix}:req:{request_id}"
+
+    @staticmethod
+    async def _call(op: Callable[[], Awaitable[T]]) -> T:
+        try:
+            return await op()
+        except RedisError as exc:
+            raise DependencyDown(f"redis: {exc}") from exc
+
+    # -- index ------------------------------------------------------------------------
+    async def ensure_index(self, dimensions: int) -> None:
+        """Create the vector index if missing; refuse one built for other dimensions."""
+        ft = self._r.ft(self.index_name)
+        try:
+            info = await ft.info()
+        except ResponseError:
+            info = None
+        except RedisError as exc:
+            raise DependencyDown(f"redis: {exc}") from exc
+        if info is not None:
+            found = _index_dimensions(info)
+            if found is not None and found != dimensions:
+                raise ValueError(
+                    f"index {self.index_name!r} holds {found}-dimension vectors but the "
+                    f"embedder makes {dimensions}; use another index name or drop it"
+                )
+            return
+        schema: list[Field] = [
+            TagField("tenant"),
+            TagField("model"),
+            TextField("prompt"),
+            NumericField("created_at", sortable=True),
+            NumericField("gain", sortable=True),
+            VectorField(
+                "embedding",
+                "HNSW",
+                {"TYPE": "FLOAT32", "DIM": dimensions, "DISTANCE_METRIC": "COSINE"},
+            ),
+        ]
+        definition = IndexDefinition(prefix=[f"{self.prefix}:ex:"], index_type=IndexType.HASH)
+        await self._call(lambda: ft.create_index(schema, definition=definition))
+
+    async def count(self) -> int:
+        info = await self._call(lambda: self._r.ft(self.index_name).info())
+        return int(info.get("num_docs", info.get(b"num_docs", 0)))
+
+    async def ping(self) -> bool:
+        return bool(await self._call(lambda: self._r.ping()))
+
+    # -- read -------------------------------------------------------------------------
+    async def search(self, tenant: str, vector: Vector, k: int) -> list[Candidate]:
+        """The ``k`` nearest examples of ``tenant`` (and only of ``tenant``)."""
+        query = (
+            Query(f"(@tenant:{{{escape_tag(tenant)}}})=>[KNN {k} @embedding $vec AS distance]")
+            .sort_by("distance")
+            .return_fields(*_SEARCH_FIELDS)
+            .return_field("embedding", decode_field=False)
+            .paging(0, k)
+            .dialect(2)
+        )
+        params: dict[str, str | int | float | bytes] = {
+            "vec": np.asarray(vector, dtype=np.float32).tobytes()
+        }
+        result = await self._call(
+            lambda: self._r.ft(self.index_name).search(query, query_params=params)
+        )
+        out = []
+        for doc in result.docs:
+            if _text(doc.tenant) != tenant:  # defence in depth: never cross tenants
+                continue
+            out.append(
+                Candidate(
+                    id=_text(doc.id).removeprefix(f"{self.prefix}:ex:"),
+                    prompt=_text(doc.prompt),
+                    response=_text(doc.response),
+                    similarity=1.0 - float(_text(doc.distance)),
+                    vector=np.frombuffer(doc.embedding, dtype=np.float32),
+                    rated=float(_text(getattr(doc, "rated", b"0")) or 0),
+                    helped=float(_text(getattr(doc, "helped", b"0")) or 0),
+                    tokens=int(_text(getattr(doc, "tokens", b"0")) or 0),
+                )
+            )
+        return out
+
+    async def exact(self, tenant: str, prompt: str) -> StoredExample | None:
+        example_id = await self._call(lambda: self._r.get(self.exact_key(tenant, prompt)))
+        if example_id is None:
+            return None
+        return await self.get(_text(example_id))
+
+    async def get(self, example_id: str) -> StoredExample | None:
+        fields = await self._call(
+            lambda: self._r.hmget(
+                self.example_key(example_id), ["tenant", "prompt", "response", "model"]
+            )
+        )
+        if fields[0] is None:
+            return None
+        tenant, prompt, response, model = (_text(f or b"") for f in fields)
+        return StoredExample(example_id, tenant, prompt, response, model)
+
+    # -- write ------------------------------------------------------------------------
+    async def add(self, tenant: str, prompt: str, response: str, vector: Vector, model: str) -> str:
+        """Store one example atomically (the hash and its exact-match key together)."""
+        example_id = uuid.uuid4().hex
+        key = self.example_key(example_id)
+        mapping: dict[str | bytes | int | float, str | bytes | float | int] = {
+            "tenant": tenant,
+            "prompt": prompt,
+            "response": response,
+            "model": model,
+            "embedding": np.asarray(vector, dtype=np.float32).tobytes(),
+            "created_at": time.time(),
+            "tokens": estimate_tokens(prompt) + estimate_tokens(response),
+            "uses": 0,
+            "rated": 0,
+            "helped": 0,
+            "gain": 0,
+        }
+
+        async def write() -> None:
+            async with self._r.pipeline(transaction=True) as pipe:
+                pipe.hset(key, mapping=cast(Any, mapping))
+                exact = self.exact_key(tenant, prompt)
+                pipe.set(exact, example_id)
+                if self.ttl:
+                    pipe.expire(key, self.ttl)
+                    pipe.expire(exact, self.ttl)
+                await pipe.execute()
+
+        await self._call(write)
+        return example_id
+
+    async def record_selection(self, example_ids: Sequence[str], gain: float) -> None:
+        """Count a use of each example and fold ``gain`` into its decayed average."""
+        if not example_ids:
+            return
+        keys = [self.example_key(i) for i in example_ids]
+        await self._call(
+            lambda: self._record_gain(keys=keys, args=[time.time(), self.gain_tau, gain])
+        )
+
+    async def record_outcome(self, example_ids: Sequence[str], reward: float) -> None:
+        """An observed quality for a response that used these examples."""
+        if not example_ids:
+            return
+
+        async def write() -> None:
+            async with self._r.pipeline(transaction=False) as pipe:
+                for i in example_ids:
+                    key = self.example_key(i)
+                    pipe.hincrbyfloat(key, "rated", 1.0)
+                    pipe.hincrbyfloat(key, "helped", reward)
+                await pipe.execute()
+
+        await self._call(write)
+
+    async def save_decision(self, request_id: str, payload: dict[str, Any], ttl: int) -> None:
+        await self._call(
+            lambda: self._r.set(self.decision_key(request_id), json.dumps(payload), ex=ttl)
+        )
+
+    async def load_decision(self, request_id: str) -> dict[str, Any] | None:
+        raw = await self._call(lambda: self._r.get(self.decision_key(request_id)))
+        if raw is None:
+            return None
+        loaded: dict[str, Any] = json.loads(raw)
+        return loaded
+
+
+class RedisBanditStore:
+    """The bandit's additive statistics in one Redis hash (shared by replicas)."""
+
+    def __init__(self, client: aioredis.Redis, key: str, dimensions: int) -> None:
+        self._r = client
+        self._key = key
+        self._d = dimensions
+
+    async def load(self) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any], int] | None:
+        raw = await ExampleStore._call(lambda: self._r.hgetall(self._key))
+        if not raw:
+            return None
+        values = {_text(k): float(v) for k, v in raw.items()}
+        a = np.array(
+            [[values.get(f"a{i}_{j}", 0.0) for j in range(self._d)] for i in range(self._d)]
+        )
+        b = np.array([values.get(f"b{i}", 0.0) for i in range(self._d)])
+        return a, b, int(values.get("n", 0))
+
+    async def add(self, d_a: np.ndarray[Any, Any], d_b: np.ndarray[Any, Any]) -> None:
+        async def write() -> None:
+            async with self._r.pipeline(transaction=True) as pipe:
+                for i in range(self._d):
+                    for j in range(self._d):
+                        if d_a[i, j]:
+                            pipe.hincrbyfloat(self._key, f"a{i}_{j}", float(d_a[i, j]))
+                    if d_b[i]:
+                        pipe.hincrbyfloat(self._key, f"b{i}", float(d_b[i]))
+                pipe.hincrby(self._key, "n", 1)
+                await pipe.execute()
+
+        await ExampleStore._call(write)
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _index_dimensions(info: dict[Any, Any]) -> int | None:
+    """Dig the vector dimension out of FT.INFO's nested attribute lists."""
+    for attribute in info.get("attributes", info.get(b"attributes", [])):
+        flat = [_text(x) if isinstance(x, bytes | str) else x for x in attribute]
+        for name in ("dim", "DIM"):
+            if name in flat:
+                return int(flat[flat.index(name) + 1])
+    return None

@@ -1,0 +1,120 @@
+"""Routing policies decide from plain snapshots: quality, examples and load."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+
+from iccache_sidecar.domain import BackendLoad, LoadSnapshot, RequestFeatures, Route
+from iccache_sidecar.routing.bandit import BanditPolicy
+from iccache_sidecar.routing.base import RoutingContext, load_relief
+from iccache_sidecar.routing.registry import POLICIES, make_policy
+from iccache_sidecar.settings import RoutingSettings
+
+IDLE = LoadSnapshot(BackendLoad(0, 8, 0.1, True), BackendLoad(0, 8, 0.5, True))
+LARGE_SATURATED = LoadSnapshot(BackendLoad(0, 8, 0.1, True), BackendLoad(8, 8, 3.0, True))
+LARGE_DOWN = LoadSnapshot(BackendLoad(0, 8, 0.1, True), BackendLoad(0, 8, 0.5, False))
+SMALL_SATURATED = LoadSnapshot(BackendLoad(8, 8, 1.0, True), BackendLoad(0, 8, 0.5, True))
+
+
+def features(sim: float, n: int = 3, value: float = 0.5) -> RequestFeatures:
+    return RequestFeatures(
+        max_similarity=sim, mean_similarity=sim if n else 0.0, mean_value=value,
+        n_examples=n, max_examples=3, prompt_tokens=20,
+    )  # fmt: skip
+
+
+def bandit(epsilon: float = 0.0) -> BanditPolicy:
+    return BanditPolicy(
+        quality_target=0.7, exploration_rate=epsilon, high_load=0.8, relief=0.3,
+        rng=random.Random(7),
+    )  # fmt: skip
+
+
+async def test_bandit_prior_sends_close_paraphrases_small_and_unrelated_large() -> None:
+    policy = bandit()
+    assert (await policy.decide(RoutingContext(features(0.9), IDLE))).route is Route.SMALL
+    assert (await policy.decide(RoutingContext(features(0.0, n=0), IDLE))).route is Route.LARGE
+
+
+async def test_bandit_leans_small_when_large_is_saturated_or_down() -> None:
+    policy = bandit()
+    borderline = features(0.6, n=3, value=0.3)
+    assert (await policy.decide(RoutingContext(borderline, IDLE))).route is Route.LARGE
+    assert (await policy.decide(RoutingContext(borderline, LARGE_SATURATED))).route is Route.SMALL
+    assert (await policy.decide(RoutingContext(borderline, LARGE_DOWN))).route is Route.SMALL
+
+
+async def test_bandit_leans_large_when_small_is_saturated() -> None:
+    policy = bandit()
+    good = features(0.8)
+    assert (await policy.decide(RoutingContext(good, IDLE))).route is Route.SMALL
+    assert (await policy.decide(RoutingContext(good, SMALL_SATURATED))).route is Route.LARGE
+
+
+async def test_bandit_learns_that_the_small_model_fails_on_similar_examples() -> None:
+    policy = bandit()
+    f = features(0.9)
+    assert (await policy.decide(RoutingContext(f, IDLE))).route is Route.SMALL
+    for _ in range(30):
+        await policy.learn(f, Route.SMALL, reward=0.0)
+    assert (await policy.decide(RoutingContext(f, IDLE))).route is Route.LARGE
+    assert policy.observations == 30
+
+
+async def test_bandit_learns_the_small_model_is_good_without_examples() -> None:
+    policy = bandit()
+    f = features(0.0, n=0)
+    for _ in range(30):
+        await policy.learn(f, Route.SMALL, reward=1.0)
+    assert (await policy.decide(RoutingContext(f, IDLE))).route is Route.SMALL
+
+
+async def test_outcomes_of_large_answers_do_not_move_the_small_model_estimate() -> None:
+    policy = bandit()
+    before = policy.theta.copy()
+    await policy.learn(features(0.9), Route.LARGE, reward=0.0)
+    np.testing.assert_array_equal(policy.theta, before)
+
+
+async def test_exploration_sends_a_share_of_large_requests_small() -> None:
+    policy = bandit(epsilon=0.2)
+    choices = [await policy.decide(RoutingContext(features(0.0, n=0), IDLE)) for _ in range(2000)]
+    explored = sum(c.explored for c in choices)
+    assert all(c.route is Route.SMALL for c in choices if c.explored)
+    assert 300 < explored < 500  # about 20% of 2000
+
+
+async def test_threshold_policy() -> None:
+    policy = make_policy(RoutingSettings(policy="threshold", similarity_threshold=0.75))
+    assert (await policy.decide(RoutingContext(features(0.8), IDLE))).route is Route.SMALL
+    assert (await policy.decide(RoutingContext(features(0.7), IDLE))).route is Route.LARGE
+    assert (
+        await policy.decide(RoutingContext(features(0.7), LARGE_SATURATED))
+    ).route is Route.SMALL
+
+
+@pytest.mark.parametrize(
+    ("name", "route"), [("always-small", Route.SMALL), ("always-large", Route.LARGE)]
+)
+async def test_fixed_policies(name: str, route: Route) -> None:
+    policy = make_policy(RoutingSettings(policy=name))  # type: ignore[arg-type]
+    assert policy.name == name
+    assert (await policy.decide(RoutingContext(features(0.99), IDLE))).route is route
+    assert (await policy.decide(RoutingContext(features(0.0, n=0), IDLE))).route is route
+
+
+def test_every_configurable_policy_is_in_the_table() -> None:
+    from typing import get_args
+
+    from iccache_sidecar.settings import PolicyName
+
+    assert set(POLICIES) == set(get_args(PolicyName))
+
+
+def test_load_relief_is_zero_when_idle_and_bounded() -> None:
+    assert load_relief(IDLE, 0.8, 0.3) == 0.0
+    assert load_relief(LARGE_SATURATED, 0.8, 0.3) == pytest.approx(0.3)
+    assert load_relief(SMALL_SATURATED, 0.8, 0.3) == pytest.approx(-0.3)
