@@ -188,6 +188,11 @@ class RouterService:
                 await self.store.record_outcome(record.example_ids, score)
         return record
 
+    @property
+    def active(self) -> int:
+        """Requests being handled right now."""
+        return self._active
+
     def load_snapshot(self) -> LoadSnapshot:
         return LoadSnapshot(
             self.backends[Route.SMALL].load.snapshot(), self.backends[Route.LARGE].load.snapshot()

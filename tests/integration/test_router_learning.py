@@ -1,0 +1,126 @@
+"""Examples never cross tenants; outcomes teach the router which examples help."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+
+from iccache_sidecar.app import Runtime, running
+from iccache_sidecar.settings import RouterSettings
+
+QUESTIONS = [
+    "What is the capital of France?",
+    "What is the capital city of France?",
+    "Who wrote Hamlet?",
+    "Who is the author of Hamlet?",
+    "How many legs does a spider have?",
+    "What is the boiling point of water?",
+    "Who painted the Mona Lisa?",
+    "What is the largest ocean on Earth?",
+]
+TENANTS = ["acme", "globex", "initech", "umbrella", "hooli", "stark"]
+
+
+async def test_no_request_ever_receives_another_tenants_example(
+    icc: Runtime, embedder: Any
+) -> None:
+    store = icc.service.store
+    assert store is not None
+    rng = random.Random(2025)
+    owner: dict[str, str] = {}
+    vectors = embedder.encode(QUESTIONS, normalize_embeddings=True)
+    # The same questions exist in several tenants, so only the filter keeps them apart.
+    for tenant in TENANTS:
+        for q, v in zip(QUESTIONS, vectors, strict=True):
+            if rng.random() < 0.6:
+                owner[await store.add(tenant, q, f"[{tenant}] answer to {q}", v, "gemma3")] = tenant
+
+    # Many random queries at the store level...
+    for _ in range(400):
+        tenant = rng.choice([*TENANTS, "nobody"])
+        noisy = vectors[rng.randrange(len(QUESTIONS))] + rng.gauss(0, 0.05)
+        for c in await store.search(tenant, noisy, k=rng.randint(1, 20)):
+            assert owner[c.id] == tenant
+            assert c.response.startswith(f"[{tenant}]")
+
+    # ...and through the whole router, where the examples reach the small model.
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{icc.http_port}", timeout=120) as http:
+        used = 0
+        for _ in range(30):
+            tenant = rng.choice(TENANTS)
+            r = await http.post(
+                "/v1/chat/completions",
+                headers={"x-iccache-tenant": tenant},
+                json={
+                    "model": "smollm2",
+                    "messages": [{"role": "user", "content": rng.choice(QUESTIONS) + " Briefly."}],
+                    "max_tokens": 1,
+                    "iccache": {"no_store": True},
+                },
+            )
+            assert r.status_code == 200
+            ids = r.json()["iccache"]["examples"]
+            used += len(ids)
+            assert all(owner[i] == tenant for i in ids), (tenant, ids)
+        assert used > 0  # the property was exercised, not vacuously true
+
+
+async def test_feedback_teaches_which_examples_hurt_and_survives_restart(
+    router_settings: Callable[..., RouterSettings], embedder: Any
+) -> None:
+    settings = router_settings()
+    ask = {"role": "user", "content": "Which city is the capital of Italy?"}
+    async with (
+        running(settings, encoder=embedder) as rt,
+        httpx.AsyncClient(base_url=f"http://127.0.0.1:{rt.http_port}", timeout=120) as http,
+    ):
+        seed = await http.post(
+            "/v1/chat/completions",
+            json={"model": "gemma3", "max_tokens": 8,
+                  "messages": [{"role": "user", "content": "What is the capital of Italy?"}]},
+        )  # fmt: skip
+        assert seed.status_code == 200
+        await rt.service.drain()
+
+        # Each time the example is used (small model forced), the answer is judged bad.
+        for _ in range(4):
+            r = await http.post(
+                "/v1/chat/completions",
+                json={"model": "smollm2", "messages": [ask], "max_tokens": 2,
+                      "iccache": {"no_store": True}},
+            )  # fmt: skip
+            info = r.json()["iccache"]
+            assert info["route"] == "small"
+            assert len(info["examples"]) == 1
+            fb = await http.post(
+                "/v1/feedback", json={"request_id": info["request_id"], "score": 0.0}
+            )
+            assert fb.status_code == 200
+        await rt.service.drain()
+
+        # Now the example is known to hurt: it is no longer used; and the bandit has
+        # learned that the small model fails on such requests, so it picks the large one.
+        forced = await http.post(
+            "/v1/chat/completions",
+            json={"model": "smollm2", "messages": [ask], "max_tokens": 2,
+                  "iccache": {"no_store": True}},
+        )  # fmt: skip
+        assert forced.json()["iccache"]["route"] == "small"
+        assert forced.json()["iccache"]["examples"] == []  # excluded although similar
+        routed = await http.post(
+            "/v1/chat/completions",
+            json={"model": "iccache", "messages": [ask], "max_tokens": 2,
+                  "iccache": {"no_store": True}},
+        )  # fmt: skip
+        assert routed.json()["iccache"]["route"] == "large"
+        learned = rt.service.policy.observations  # type: ignore[attr-defined]
+        assert learned == 4
+
+    # A new process with the same settings (a restart, or another replica) shares what
+    # was learned, because the bandit's statistics live in Redis.
+    async with running(settings, encoder=embedder) as rt2:
+        await rt2.service.policy.refresh()
+        assert rt2.service.policy.observations == 4  # type: ignore[attr-defined]
