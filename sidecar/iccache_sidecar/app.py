@@ -24,6 +24,7 @@ from iccache_sidecar.embedding import BatchingEmbedder, Encoder, load_sentence_t
 from iccache_sidecar.errors import DependencyDown
 from iccache_sidecar.grpc_api import create_grpc_server, mark_serving
 from iccache_sidecar.http_api import create_http_app
+from iccache_sidecar.judge import PairwiseJudge
 from iccache_sidecar.metrics import Metrics
 from iccache_sidecar.routing.registry import make_policy
 from iccache_sidecar.service import RouterService
@@ -74,7 +75,9 @@ async def running(
     """Serve until the block exits. ``encoder`` lets a caller share a loaded model."""
     metrics = Metrics()
     if encoder is None:
-        encoder = await asyncio.to_thread(load_sentence_transformer, settings.embedding.model_path)
+        encoder = await asyncio.to_thread(
+            load_sentence_transformer, settings.embedding.model_path, settings.embedding.threads
+        )
     embedder = BatchingEmbedder(
         encoder, settings.embedding.batch_size, settings.embedding.max_wait_ms
     )
@@ -92,8 +95,19 @@ async def running(
         RedisBanditStore(client, f"{settings.redis.key_prefix}:bandit", len(FEATURE_NAMES)),
     )
     backends = {route: Backend(route, getattr(settings, route.value)) for route in Route}
+    judge = (
+        PairwiseJudge(settings.judge, backends[Route.LARGE])
+        if settings.judge.base_url and settings.judge.sample_rate > 0
+        else None
+    )
     service = RouterService(
-        settings, embedder=embedder, store=store, policy=policy, backends=backends, metrics=metrics
+        settings,
+        embedder=embedder,
+        store=store,
+        policy=policy,
+        backends=backends,
+        metrics=metrics,
+        judge=judge,
     )
 
     async def maintain() -> None:
@@ -156,6 +170,8 @@ async def running(
         await embedder.stop()
         for backend in backends.values():
             await backend.close()
+        if judge is not None:
+            await judge.close()
         await client.aclose()
 
 

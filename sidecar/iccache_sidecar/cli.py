@@ -26,7 +26,28 @@ def main(argv: list[str] | None = None) -> int:
         "ICCACHE_<SECTION>__<FIELD> variables override it",
     )
     serve.add_argument("--log-level", default="INFO")
+    bench = commands.add_parser("bench", help="benchmarks")
+    benches = bench.add_subparsers(dest="bench", metavar="BENCH", required=True)
+    overhead = benches.add_parser(
+        "overhead",
+        help="the router's own latency and throughput, models replaced by an instant responder",
+    )
+    overhead.add_argument(
+        "--requests", type=int, default=300, help="requests per concurrency level"
+    )
+    overhead.add_argument("--concurrency", type=int, nargs="+", default=[1, 32])
+    overhead.add_argument("--seed-examples", type=int, default=800, help="examples in the cache")
+    overhead.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = parser.parse_args(argv)
+
+    if args.command == "bench" and args.bench == "overhead":
+        import asyncio
+
+        from iccache_sidecar.bench.overhead import bench as run_overhead
+
+        return asyncio.run(
+            run_overhead(args.requests, args.concurrency, args.seed_examples, args.json)
+        )
 
     if args.command == "serve":
         import asyncio
@@ -45,7 +66,12 @@ def main(argv: list[str] | None = None) -> int:
         except (OSError, ValueError, ValidationError) as exc:
             print(f"iccache serve: invalid settings: {exc}", file=sys.stderr)
             return 2
-        asyncio.run(run_server(settings))
+        try:
+            import uvloop
+        except ImportError:  # pragma: no cover - uvicorn[standard] brings it
+            asyncio.run(run_server(settings))
+        else:
+            uvloop.run(run_server(settings))
         return 0
 
     if args.command == "check":

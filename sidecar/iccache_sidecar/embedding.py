@@ -28,11 +28,14 @@ class Encoder(Protocol):
     def encode(self, sentences: list[str], **kwargs: Any) -> Any: ...
 
 
-def load_sentence_transformer(model_path: str | None) -> Encoder:
+def load_sentence_transformer(model_path: str | None, threads: int = 0) -> Encoder:
     """Load a sentence-transformers model from a folder, never from a hub."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import torch
     from sentence_transformers import SentenceTransformer
 
+    if threads:
+        torch.set_num_threads(threads)
     if model_path is None:
         from iccache_sidecar.local.assets import minilm_model_dir
 
@@ -41,7 +44,7 @@ def load_sentence_transformer(model_path: str | None) -> Encoder:
 
 
 class BatchingEmbedder:
-    def __init__(self, encoder: Encoder, batch_size: int = 64, max_wait_ms: float = 2.0) -> None:
+    def __init__(self, encoder: Encoder, batch_size: int = 64, max_wait_ms: float = 0.0) -> None:
         self._encoder = encoder
         self._batch_size = batch_size
         self._max_wait = max_wait_ms / 1000
@@ -78,16 +81,21 @@ class BatchingEmbedder:
     async def _run(self) -> None:
         while True:
             batch = [await self._queue.get()]
+            # Take what is already waiting; wait for more only if configured to. Under load
+            # batches form by themselves: requests queue up while the model is busy.
             deadline = time.monotonic() + self._max_wait
             while len(batch) < self._batch_size:
-                remaining = deadline - time.monotonic()
                 try:
-                    batch.append(
-                        self._queue.get_nowait()
-                        if remaining <= 0
-                        else await asyncio.wait_for(self._queue.get(), remaining)
-                    )
-                except (TimeoutError, asyncio.QueueEmpty):
+                    batch.append(self._queue.get_nowait())
+                    continue
+                except asyncio.QueueEmpty:
+                    pass
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                try:
+                    batch.append(await asyncio.wait_for(self._queue.get(), remaining))
+                except TimeoutError:
                     break
             live = [(t, f) for t, f in batch if not f.done()]
             if not live:

@@ -73,6 +73,10 @@ class Metrics:
         self.feedback = Counter(
             "iccache_feedback", "Quality signals received, by source", ["source"], registry=r
         )
+        self.judge_verdicts = Counter(
+            "iccache_judge_verdicts", "Judge verdicts on sampled small-model answers",
+            ["verdict"], registry=r,
+        )  # fmt: skip
         self.dropped_tasks = Counter(
             "iccache_dropped_background_tasks", "After-response work dropped under overload",
             registry=r,

@@ -39,6 +39,7 @@ from iccache_sidecar.errors import (
     Overloaded,
     UnknownRequest,
 )
+from iccache_sidecar.judge import PairwiseJudge
 from iccache_sidecar.metrics import Metrics
 from iccache_sidecar.pii import redact
 from iccache_sidecar.prompting import prompt_tokens, with_examples
@@ -105,6 +106,7 @@ class RouterService:
         policy: RoutingPolicy,
         backends: dict[Route, Backend],
         metrics: Metrics,
+        judge: PairwiseJudge | None = None,
     ) -> None:
         self.settings = settings
         self.embedder = embedder
@@ -112,6 +114,7 @@ class RouterService:
         self.policy = policy
         self.backends = backends
         self.metrics = metrics
+        self.judge = judge
         self._active = 0
         self._tasks: set[asyncio.Task[None]] = set()
         self._decisions: OrderedDict[str, DecisionRecord] = OrderedDict()
@@ -432,6 +435,11 @@ class RouterService:
 
     async def _learn_after(self, plan: Plan, req: RouterRequest, text: str) -> None:
         d = plan.decision
+        if self.judge is not None and d.route is Route.SMALL and self.judge.sampled():
+            verdict = await self.judge.judge(req.messages, req.query, text)
+            self.metrics.judge_verdicts.labels(verdict.value).inc()
+            if verdict.reward is not None:
+                await self.feedback(d.request_id, verdict.reward, source="judge")
         if self.store is None:
             return
         try:

@@ -57,7 +57,12 @@ class EmbeddingSettings(_Section):
         default=None, description="sentence-transformers folder; default: the packaged MiniLM"
     )
     batch_size: int = Field(default=64, ge=1, le=1024)
-    max_wait_ms: float = Field(default=2.0, ge=0, le=100)
+    threads: int = Field(
+        default=0, ge=0, le=256, description="torch threads for embedding; 0: torch's default"
+    )
+    max_wait_ms: float = Field(
+        default=0.0, ge=0, le=100, description="Extra wait to grow a batch (0: take what is queued)"
+    )
 
 
 class RetrievalSettings(_Section):

@@ -96,6 +96,7 @@ class ExampleStore:
         self.ttl = ttl_seconds
         self.gain_tau = gain_tau_seconds
         self._record_gain = client.register_script(_RECORD_GAIN)
+        self._ft = client.ft(index_name)
 
     # -- keys -------------------------------------------------------------------------
     def example_key(self, example_id: str) -> str:
@@ -118,7 +119,7 @@ class ExampleStore:
     # -- index ------------------------------------------------------------------------
     async def ensure_index(self, dimensions: int) -> None:
         """Create the vector index if missing; refuse one built for other dimensions."""
-        ft = self._r.ft(self.index_name)
+        ft = self._ft
         try:
             info = await ft.info()
         except ResponseError:
@@ -149,7 +150,7 @@ class ExampleStore:
         await self._call(lambda: ft.create_index(schema, definition=definition))
 
     async def count(self) -> int:
-        info = await self._call(lambda: self._r.ft(self.index_name).info())
+        info = await self._call(lambda: self._ft.info())
         return int(info.get("num_docs", info.get(b"num_docs", 0)))
 
     async def ping(self) -> bool:
@@ -169,9 +170,7 @@ class ExampleStore:
         params: dict[str, str | int | float | bytes] = {
             "vec": np.asarray(vector, dtype=np.float32).tobytes()
         }
-        result = await self._call(
-            lambda: self._r.ft(self.index_name).search(query, query_params=params)
-        )
+        result = await self._call(lambda: self._ft.search(query, query_params=params))
         out = []
         for doc in result.docs:
             if _text(doc.tenant) != tenant:  # defence in depth: never cross tenants

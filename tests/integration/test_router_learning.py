@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
 
 from iccache_sidecar.app import Runtime, running
 from iccache_sidecar.settings import RouterSettings
@@ -124,3 +125,42 @@ async def test_feedback_teaches_which_examples_hurt_and_survives_restart(
     async with running(settings, encoder=embedder) as rt2:
         await rt2.service.policy.refresh()
         assert rt2.service.policy.observations == 4  # type: ignore[attr-defined]
+
+
+async def test_a_judge_model_rates_sampled_small_answers(
+    router_settings: Callable[..., RouterSettings], embedder: Any, llm_servers: dict[str, Any]
+) -> None:
+    judge = llm_servers["smollm2"]  # any OpenAI-compatible endpoint can judge
+    settings = router_settings(
+        routing={"policy": "always-small"},
+        judge={"base_url": judge.base_url, "model": judge.alias, "sample_rate": 1.0},
+    )
+    async with running(settings, encoder=embedder) as rt:
+        async with httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{rt.http_port}", timeout=120
+        ) as http:
+            for q in QUESTIONS[:3]:
+                r = await http.post(
+                    "/v1/chat/completions",
+                    json={"model": "iccache", "max_tokens": 8,
+                          "messages": [{"role": "user", "content": q}]},
+                )  # fmt: skip
+                assert r.json()["iccache"]["route"] == "small"
+            await rt.service.drain()
+            text = (await http.get("/metrics")).text
+        verdicts = {
+            s.labels["verdict"]: s.value
+            for f in text_string_to_metric_families(text)
+            for s in f.samples
+            if s.name == "iccache_judge_verdicts_total"
+        }
+        assert sum(verdicts.values()) == 3  # every sampled answer was judged
+        readable = 3 - verdicts.get("unparsed", 0)
+        assert rt.service.policy.name == "always-small"
+        judged = [
+            s.value
+            for f in text_string_to_metric_families(text)
+            for s in f.samples
+            if s.name == "iccache_feedback_total" and s.labels == {"source": "judge"}
+        ]
+        assert (judged[0] if judged else 0) == readable  # readable verdicts became rewards
