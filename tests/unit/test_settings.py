@@ -54,3 +54,10 @@ def test_invalid_settings_name_the_field(patch: dict[str, object], needle: str) 
     }
     with pytest.raises(ValidationError, match=needle):
         RouterSettings(**{**base, **patch})
+
+
+def test_the_documented_example_file_is_valid() -> None:
+    example = Path(__file__).resolve().parents[2] / "sidecar" / "router.example.yaml"
+    settings = RouterSettings.load(example)
+    assert settings.routing.policy == "bandit"
+    assert settings.small.cost_per_token < settings.large.cost_per_token
