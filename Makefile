@@ -2,7 +2,7 @@
 VENV := .venv
 BIN  := $(VENV)/bin
 
-.PHONY: setup test lint typecheck unit integration clean
+.PHONY: setup test lint typecheck unit integration clean cluster-build cluster-up cluster-down proto
 
 setup:
 	scripts/setup
@@ -26,3 +26,18 @@ integration:
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+
+## A local Kubernetes control plane (etcd, kube-apiserver, controller-manager, scheduler,
+## kwok fake nodes) for kubectl and helm; KUBECONFIG is printed.
+cluster-build:
+	scripts/build-cluster-tools
+
+cluster-up: cluster-build
+	$(BIN)/python -m iccache_sidecar.local.cluster up --detach
+
+cluster-down:
+	$(BIN)/python -m iccache_sidecar.local.cluster down
+
+## Regenerate the gRPC code from proto/ (a test fails when it is stale).
+proto:
+	$(BIN)/python scripts/gen_proto.py

@@ -13,6 +13,7 @@ import pytest
 
 from iccache_sidecar.app import Runtime, running
 from iccache_sidecar.local import assets
+from iccache_sidecar.local.cluster import LocalCluster, start_cluster
 from iccache_sidecar.local.llamacpp import LocalLLM, start_llm
 from iccache_sidecar.local.redis import LocalRedis, start_redis
 from iccache_sidecar.settings import RouterSettings
@@ -107,3 +108,25 @@ async def icc(
     """A running router (HTTP + gRPC) with the default settings and a fresh cache."""
     async with running(router_settings(), encoder=embedder) as runtime:
         yield runtime
+
+
+@pytest.fixture(scope="session")
+def k8s_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    """A real control plane (etcd, kube-apiserver, controller-manager, scheduler) with
+    kwok's fake nodes: pools ``cpu``, ``gpu-a`` and ``gpu-b`` (GPU nodes tainted)."""
+    cluster = start_cluster(tmp_path_factory.mktemp("cluster"))
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def namespace(k8s_cluster: LocalCluster) -> Iterator[str]:
+    """A fresh namespace per test, deleted afterwards."""
+    name = f"t-{uuid.uuid4().hex[:10]}"
+    k8s_cluster.kubectl("create", "namespace", name)
+    try:
+        yield name
+    finally:
+        k8s_cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)

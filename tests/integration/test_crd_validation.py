@@ -1,0 +1,99 @@
+"""The API server itself rejects invalid InContextCaches at apply time, naming the field."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import yaml
+
+from iccache_operator.crd import CRD_FILE
+from iccache_sidecar.local.cluster import LocalCluster
+
+SAMPLE = yaml.safe_load((CRD_FILE.parent / "samples" / "cpu-llamacpp.yaml").read_text())
+
+
+@pytest.fixture(scope="module")
+def crd_installed(k8s_cluster: LocalCluster) -> LocalCluster:
+    k8s_cluster.kubectl("apply", "--server-side", "-f", str(CRD_FILE))
+    k8s_cluster.kubectl(
+        "wait", "--for=condition=Established", "crd/incontextcaches.iccache.dev", "--timeout=60s"
+    )
+    return k8s_cluster
+
+
+def variant(change: Callable[[dict[str, Any]], None]) -> str:
+    doc = copy.deepcopy(SAMPLE)
+    change(doc["spec"])
+    return yaml.safe_dump(doc)
+
+
+def test_sample_is_accepted_and_defaulted(crd_installed: LocalCluster, namespace: str) -> None:
+    crd_installed.kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(SAMPLE))
+    got = crd_installed.get_json("icc", "demo", "-n", namespace)["spec"]
+    assert got["routing"]["policy"] == "bandit"  # defaults filled in by the API server
+    assert got["retrieval"]["maxExamples"] == 3
+    assert got["models"]["small"]["replicas"] == 1
+    assert got["cache"]["managed"]["image"] == "redis:8.2"
+
+
+def _set(path: str, value: Any) -> Callable[[dict[str, Any]], None]:
+    def change(spec: dict[str, Any]) -> None:
+        *parents, leaf = path.split(".")
+        node = spec
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = value
+
+    return change
+
+
+def _drop(path: str) -> Callable[[dict[str, Any]], None]:
+    def change(spec: dict[str, Any]) -> None:
+        *parents, leaf = path.split(".")
+        node = spec
+        for p in parents:
+            node = node[p]
+        del node[leaf]
+
+    return change
+
+
+def _same_models(spec: dict[str, Any]) -> None:
+    spec["models"]["large"] = copy.deepcopy(spec["models"]["small"])
+
+
+INVALID = [
+    ("unknown engine", _set("models.small.engine", "tpu"), "spec.models.small.engine"),
+    ("external without endpoint", _set("models.large.engine", "external"),
+     "an external model needs an endpoint"),
+    ("endpoint on a llamacpp model", _set("models.small.endpoint", "http://x:8000/v1"),
+     "an external model needs an endpoint"),
+    ("same small and large", _same_models, "small and large must be different models"),
+    ("negative replicas", _set("models.small.replicas", -1), "spec.models.small.replicas"),
+    ("zero cost", _set("models.large.costPerToken", 0), "spec.models.large.costPerToken"),
+    ("cron with 3 fields", _set("replay.schedule", "0 3 *"), "exactly 5 fields"),
+    ("unknown policy", _set("routing.policy", "coin-flip"), "spec.routing.policy"),
+    ("exploration over 1", _set("routing.explorationRate", 2), "spec.routing.explorationRate"),
+    ("external cache without url", _set("cache.mode", "external"),
+     "mode external needs cache.external"),
+    ("bad endpoint scheme", lambda s: s["models"].__setitem__("large", {
+        "engine": "external", "model": "m", "endpoint": "ftp://host/v1"}),
+     "spec.models.large.endpoint"),
+    ("missing models", _drop("models"), "spec.models"),
+    ("bad tenant", _set("cache.defaultTenant", "has space"), "spec.cache.defaultTenant"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("what", "change", "needle"), INVALID, ids=[c[0] for c in INVALID])
+def test_invalid_resources_are_rejected_naming_the_problem(
+    crd_installed: LocalCluster, namespace: str, what: str, change: Any, needle: str
+) -> None:
+    done = crd_installed.kubectl(
+        "apply", "-n", namespace, "-f", "-", input=variant(change), check=False
+    )
+    assert done.returncode != 0, f"{what} was accepted"
+    assert needle in done.stderr, done.stderr
+    assert crd_installed.kubectl("get", "icc", "-n", namespace, "-o", "name").stdout == ""
