@@ -1,0 +1,1 @@
+"""Pure builders: InContextCache spec -> child manifests (dicts), one module per part."""

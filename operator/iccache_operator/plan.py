@@ -1,0 +1,60 @@
+"""Compute everything an InContextCache should own (pure: spec in, manifests out)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from iccache_operator import api
+from iccache_operator.children import access, models, redis, replay, router
+from iccache_operator.children.common import Owner
+
+
+@dataclass(frozen=True)
+class Plan:
+    apply: list[dict[str, Any]]  # server-side applied on every reconcile
+    create_only: list[dict[str, Any]] = field(default_factory=list)  # never overwritten
+    config_hash: str = ""
+    settings_yaml: str = ""
+
+
+def plan(owner: Owner, spec: api.InContextCacheSpec, sidecar_image: str) -> Plan:
+    settings_yaml = router.render_settings(router.router_settings(owner, spec))
+    digest = router.config_hash(settings_yaml)
+    image = spec.router.image or sidecar_image
+    children: list[dict[str, Any]] = [access.service_account(owner)]
+    for role in ("small", "large"):
+        model: api.ModelSpec = getattr(spec.models, role)
+        if model.engine != "external":
+            children += [
+                models.model_deployment(owner, role, model),
+                models.model_service(owner, role),
+            ]
+    create_only = []
+    if spec.cache.mode == "managed":
+        children += [
+            redis.redis_statefulset(owner, spec.cache.managed),
+            redis.redis_service(owner),
+            access.redis_network_policy(owner),
+        ]
+        create_only.append(redis.redis_secret(owner, redis.new_password()))
+    children += [
+        router.router_configmap(owner, settings_yaml),
+        router.router_deployment(owner, spec, image, digest),
+        router.router_service(owner, spec),
+        replay.replay_cronjob(owner, spec, image, digest),
+    ]
+    return Plan(children, create_only, digest, settings_yaml)
+
+
+def referenced_secrets(spec: api.InContextCacheSpec) -> list[tuple[str, str, str]]:
+    """(field, secret name, key) for every Secret the spec points at."""
+    refs = []
+    for role in ("small", "large"):
+        ref = getattr(spec.models, role).api_key_secret_ref
+        if ref:
+            refs.append((f"spec.models.{role}.apiKeySecretRef", ref.name, ref.key))
+    if spec.cache.external and spec.cache.external.password_secret_ref:
+        ref = spec.cache.external.password_secret_ref
+        refs.append(("spec.cache.external.passwordSecretRef", ref.name, ref.key))
+    return refs

@@ -1,0 +1,190 @@
+"""Every child manifest, built from specs without a cluster."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from iccache_operator.api import InContextCacheSpec
+from iccache_operator.children.common import Owner
+from iccache_operator.plan import plan, referenced_secrets
+from iccache_operator.status import Observed, Replicas, compute_conditions, merge_conditions
+from iccache_sidecar.settings import RouterSettings
+
+SAMPLES = Path(__file__).resolve().parents[2] / "crds" / "samples"
+OWNER = Owner("demo", "ml", "uid-123")
+IMAGE = "example/sidecar:1"
+
+
+def sample(name: str) -> dict[str, Any]:
+    spec: dict[str, Any] = yaml.safe_load((SAMPLES / name).read_text())["spec"]
+    return spec
+
+
+def build(spec: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
+    p = plan(OWNER, InContextCacheSpec.model_validate(spec), IMAGE)
+    return {(m["kind"], m["metadata"]["name"]): m for m in p.apply + p.create_only}
+
+
+def test_cpu_sample_builds_every_child_with_owner_and_labels() -> None:
+    children = build(sample("cpu-llamacpp.yaml"))
+    assert set(children) == {
+        ("ServiceAccount", "demo-iccache"),
+        ("Deployment", "demo-small"), ("Service", "demo-small"),
+        ("Deployment", "demo-large"), ("Service", "demo-large"),
+        ("StatefulSet", "demo-redis"), ("Service", "demo-redis"),
+        ("NetworkPolicy", "demo-redis"), ("Secret", "demo-redis-auth"),
+        ("ConfigMap", "demo-router-config"), ("Deployment", "demo-router"),
+        ("Service", "demo-router"), ("CronJob", "demo-replay"),
+    }  # fmt: skip
+    for m in children.values():
+        (ref,) = m["metadata"]["ownerReferences"]
+        assert ref["uid"] == "uid-123"
+        assert ref["controller"] is True
+        assert m["metadata"]["namespace"] == "ml"
+        assert m["metadata"]["labels"]["app.kubernetes.io/instance"] == "demo"
+
+
+def test_llamacpp_model_server_args_ports_and_probes() -> None:
+    dep = build(sample("cpu-llamacpp.yaml"))[("Deployment", "demo-small")]
+    (c,) = dep["spec"]["template"]["spec"]["containers"]
+    assert c["image"].startswith("ghcr.io/ggml-org/llama.cpp")
+    assert c["args"][:2] == ["--model", "/models/SmolLM2-135M-Instruct.Q4_1.gguf"]
+    assert "--ctx-size" in c["args"]
+    assert "2048" in c["args"]
+    assert c["ports"] == [{"name": "http", "containerPort": 8000}]
+    assert c["readinessProbe"]["httpGet"]["path"] == "/health"
+    assert c["resources"]["requests"] == {"cpu": "1", "memory": "1Gi"}
+
+
+def test_vllm_models_are_scheduled_to_their_gpu_pools() -> None:
+    children = build(sample("gpu-vllm.yaml"))
+    large = children[("Deployment", "demo-large")]
+    pod = large["spec"]["template"]["spec"]
+    assert large["spec"]["replicas"] == 2
+    assert pod["nodeSelector"] == {"iccache.dev/pool": "gpu-b"}
+    assert pod["tolerations"] == [
+        {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+    ]
+    (c,) = pod["containers"]
+    assert c["resources"]["limits"] == {"nvidia.com/gpu": "2"}
+    assert c["image"].startswith("vllm/vllm-openai")
+    assert c["args"][-2:] == ["--tensor-parallel-size", "2"]
+    assert c["args"][c["args"].index("--max-model-len") :][:2] == ["--max-model-len", "4096"]
+
+
+def test_router_settings_are_what_the_router_reads() -> None:
+    children = build(sample("cpu-llamacpp.yaml"))
+    text = children[("ConfigMap", "demo-router-config")]["data"]["router.yaml"]
+    settings = RouterSettings.model_validate(yaml.safe_load(text))
+    assert settings.small.base_url == "http://demo-small.ml.svc:8000/v1"
+    assert settings.small.cost_per_token == 0.2
+    assert settings.redis.url == "redis://demo-redis.ml.svc:6379"
+    assert settings.redis.password_env == "REDIS_PASSWORD"
+    router = children[("Deployment", "demo-router")]["spec"]["template"]["spec"]
+    env = {e["name"]: e for e in router["containers"][0]["env"]}
+    assert env["REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == "demo-redis-auth"
+    assert env["ICCACHE_CONFIG"]["value"] == "/etc/iccache/router.yaml"
+
+
+def test_changed_settings_change_the_config_hash_and_roll_the_router() -> None:
+    base = sample("cpu-llamacpp.yaml")
+    changed = copy.deepcopy(base)
+    changed["retrieval"] = {"maxExamples": 5}
+    scaled = copy.deepcopy(base)
+    scaled["router"]["replicas"] = 5
+
+    def hash_of(spec: dict[str, Any]) -> str:
+        dep = build(spec)[("Deployment", "demo-router")]
+        return str(dep["spec"]["template"]["metadata"]["annotations"]["iccache.dev/config-hash"])
+
+    assert hash_of(base) != hash_of(changed)
+    assert hash_of(base) == hash_of(scaled)  # replicas are not configuration
+    assert build(scaled)[("Deployment", "demo-router")]["spec"]["replicas"] == 5
+
+
+def test_external_model_and_external_cache_create_no_servers() -> None:
+    spec = sample("cpu-llamacpp.yaml")
+    spec["models"]["large"] = {"engine": "external", "model": "gpt-large",
+                               "endpoint": "https://llm.example/v1/",
+                               "apiKeySecretRef": {"name": "llm-key", "key": "token"}}  # fmt: skip
+    spec["cache"] = {"mode": "external", "external": {"url": "redis://cache:6379"}}
+    children = build(spec)
+    kinds = {k for k, _ in children}
+    assert ("Deployment", "demo-large") not in children
+    assert "StatefulSet" not in kinds
+    assert "Secret" not in kinds
+    assert "NetworkPolicy" not in kinds
+    text = children[("ConfigMap", "demo-router-config")]["data"]["router.yaml"]
+    settings = RouterSettings.model_validate(yaml.safe_load(text))
+    assert settings.large.base_url == "https://llm.example/v1"
+    assert settings.large.api_key_env == "ICCACHE_LARGE_API_KEY"
+    assert settings.redis.url == "redis://cache:6379"
+    refs = referenced_secrets(InContextCacheSpec.model_validate(spec))
+    assert refs == [("spec.models.large.apiKeySecretRef", "llm-key", "token")]
+
+
+def test_replay_cronjob_and_network_policy() -> None:
+    children = build(sample("cpu-llamacpp.yaml"))
+    cron = children[("CronJob", "demo-replay")]["spec"]
+    assert cron["concurrencyPolicy"] == "Forbid"
+    assert cron["schedule"] == "0 3 * * *"
+    job = cron["jobTemplate"]["spec"]
+    assert job["activeDeadlineSeconds"] == 3600
+    assert job["template"]["spec"]["containers"][0]["image"] == IMAGE  # same image as the router
+    policy = children[("NetworkPolicy", "demo-redis")]["spec"]
+    allowed = [p["podSelector"]["matchLabels"]["app.kubernetes.io/component"]
+               for p in policy["ingress"][0]["from"]]  # fmt: skip
+    assert allowed == ["router", "replay"]
+
+
+READY = Replicas(1, 1)
+
+
+def test_ready_only_when_every_part_is() -> None:
+    ok = Observed(small=READY, large=READY, redis=READY, router=Replicas(2, 2), cronjob=True)
+    conditions = {c["type"]: c for c in compute_conditions(ok)}
+    assert conditions["Ready"]["status"] == "True"
+    waiting = Observed(small=READY, large=Replicas(2, 1), redis=READY, router=READY, cronjob=True)
+    conditions = {c["type"]: c for c in compute_conditions(waiting)}
+    assert conditions["ModelsReady"]["status"] == "False"
+    assert "large model 1/2 ready" in conditions["ModelsReady"]["message"]
+    assert conditions["Ready"]["status"] == "False"
+    assert conditions["Ready"]["reason"] == "Waiting"
+
+
+def test_unusable_references_make_ready_false_with_a_reason() -> None:
+    problem = "spec.models.large.apiKeySecretRef: Secret 'x' not found"
+    broken = Observed(
+        small=READY, large=None, redis=None, router=READY, cronjob=True, problems=[problem]
+    )
+    ready = compute_conditions(broken)[-1]
+    assert (ready["status"], ready["reason"]) == ("False", "InvalidReference")
+    assert "apiKeySecretRef" in ready["message"]
+
+
+def test_transition_time_kept_while_status_unchanged() -> None:
+    first = merge_conditions(
+        [], [{"type": "Ready", "status": "False", "reason": "W", "message": ""}], 1, "t1"
+    )
+    same = merge_conditions(
+        first, [{"type": "Ready", "status": "False", "reason": "W", "message": ""}], 2, "t2"
+    )
+    flipped = merge_conditions(
+        same, [{"type": "Ready", "status": "True", "reason": "A", "message": ""}], 2, "t3"
+    )
+    assert same[0]["lastTransitionTime"] == "t1"
+    assert same[0]["observedGeneration"] == 2
+    assert flipped[0]["lastTransitionTime"] == "t3"
+
+
+@pytest.mark.parametrize("name", ["cpu-llamacpp.yaml", "gpu-vllm.yaml"])
+def test_builders_are_deterministic(name: str) -> None:
+    first, second = build(sample(name)), build(sample(name))
+    first.pop(("Secret", "demo-redis-auth"), None)  # the generated password differs
+    second.pop(("Secret", "demo-redis-auth"), None)
+    assert first == second
