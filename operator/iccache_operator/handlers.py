@@ -19,7 +19,7 @@ from pydantic import ValidationError
 
 from iccache_operator import api
 from iccache_operator.children.common import Owner, SpecError
-from iccache_operator.kube import Kube
+from iccache_operator.kube import Kube, KubeError
 from iccache_operator.plan import plan, referenced_secrets
 from iccache_operator.status import Observed, Replicas, compute_conditions, merge_conditions
 
@@ -72,7 +72,7 @@ async def reconcile(
         for manifest in wanted.apply:
             await kube.apply(manifest)
         observed = await _observe(kube, owner, parsed, problems)
-    except (ApiException, DynamicApiError) as exc:
+    except (ApiException, DynamicApiError, KubeError) as exc:
         raise kopf.TemporaryError(f"Kubernetes API error, retrying: {exc}", delay=10) from exc
 
     conditions = compute_conditions(observed)

@@ -13,6 +13,21 @@ from kubernetes_asyncio.dynamic.exceptions import NotFoundError
 from iccache_operator.children.common import MANAGER
 
 
+class KubeError(RuntimeError):
+    """The API server refused a request."""
+
+
+def _checked(result: Any) -> dict[str, Any] | None:
+    """The object, None for 404, or KubeError: the async dynamic client returns failure
+    Status objects instead of raising for some errors."""
+    data: dict[str, Any] = result.to_dict() if hasattr(result, "to_dict") else dict(result or {})
+    if data.get("kind") == "Status" and data.get("status") == "Failure":
+        if data.get("code") == 404:
+            return None
+        raise KubeError(f"{data.get('code')} {data.get('reason')}: {data.get('message')}")
+    return data
+
+
 class Kube:
     def __init__(self, api: client.ApiClient, dynamic: DynamicClient) -> None:
         self._api = api
@@ -37,10 +52,11 @@ class Kube:
     async def apply(self, manifest: dict[str, Any]) -> None:
         meta = manifest["metadata"]
         resource = await self._resource(manifest["apiVersion"], manifest["kind"])
-        await self._dyn.server_side_apply(
+        result = await self._dyn.server_side_apply(
             resource, body=manifest, name=meta["name"], namespace=meta.get("namespace"),
             field_manager=MANAGER, force_conflicts=True,
         )  # fmt: skip
+        _checked(result)
 
     async def create_if_missing(self, manifest: dict[str, Any]) -> bool:
         meta = manifest["metadata"]
@@ -49,7 +65,7 @@ class Kube:
         ):
             return False
         resource = await self._resource(manifest["apiVersion"], manifest["kind"])
-        await self._dyn.create(resource, body=manifest, namespace=meta["namespace"])
+        _checked(await self._dyn.create(resource, body=manifest, namespace=meta["namespace"]))
         return True
 
     async def get(
@@ -60,8 +76,7 @@ class Kube:
             found = await self._dyn.get(resource, name=name, namespace=namespace)
         except NotFoundError:
             return None
-        data: dict[str, Any] = found.to_dict()
-        return data
+        return _checked(found)
 
     async def secret_value(self, namespace: str, name: str, key: str) -> str | None:
         secret = await self.get("v1", "Secret", name, namespace)

@@ -130,3 +130,15 @@ def namespace(k8s_cluster: LocalCluster) -> Iterator[str]:
         yield name
     finally:
         k8s_cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+@pytest.fixture(scope="session")
+def crd_installed(k8s_cluster: LocalCluster) -> LocalCluster:
+    """The InContextCache CRD applied to the local control plane."""
+    from iccache_operator.crd import CRD_FILE
+
+    k8s_cluster.kubectl("apply", "--server-side", "-f", str(CRD_FILE))
+    k8s_cluster.kubectl(
+        "wait", "--for=condition=Established", "crd/incontextcaches.iccache.dev", "--timeout=60s"
+    )
+    return k8s_cluster

@@ -15,15 +15,6 @@ from iccache_sidecar.local.cluster import LocalCluster
 SAMPLE = yaml.safe_load((CRD_FILE.parent / "samples" / "cpu-llamacpp.yaml").read_text())
 
 
-@pytest.fixture(scope="module")
-def crd_installed(k8s_cluster: LocalCluster) -> LocalCluster:
-    k8s_cluster.kubectl("apply", "--server-side", "-f", str(CRD_FILE))
-    k8s_cluster.kubectl(
-        "wait", "--for=condition=Established", "crd/incontextcaches.iccache.dev", "--timeout=60s"
-    )
-    return k8s_cluster
-
-
 def variant(change: Callable[[dict[str, Any]], None]) -> str:
     doc = copy.deepcopy(SAMPLE)
     change(doc["spec"])

@@ -1,0 +1,170 @@
+"""The kopf operator reconciles InContextCaches on a real control plane (kwok nodes)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from iccache_operator.crd import CRD_FILE
+from iccache_sidecar.local.cluster import POOL_LABEL, LocalCluster
+from iccache_sidecar.local.process import ManagedProcess, free_port, wait_until
+
+SAMPLES = CRD_FILE.parent / "samples"
+
+
+@pytest.fixture
+def operator(
+    crd_installed: LocalCluster, namespace: str, tmp_path: Path
+) -> Iterator[ManagedProcess]:
+    port = free_port()
+    proc = ManagedProcess(
+        "operator",
+        [sys.executable, "-m", "kopf", "run", "-m", "iccache_operator.handlers", "--standalone",
+         "--namespace", namespace, "--liveness", f"http://127.0.0.1:{port}/healthz"],
+        tmp_path / "operator.log",
+        env={"KUBECONFIG": str(crd_installed.kubeconfig),
+             "ICCACHE_SIDECAR_IMAGE": "example/sidecar:1"},
+    )  # fmt: skip
+
+    def live() -> bool:
+        try:
+            return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    proc.wait_ready(live, timeout=60)
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
+def static_volume(cluster: LocalCluster, namespace: str, claim: str) -> None:
+    """The test cluster has no storage provisioner: bind the Redis claim to a static PV."""
+    pv = {
+        "apiVersion": "v1", "kind": "PersistentVolume",
+        "metadata": {"name": f"pv-{namespace}"},
+        "spec": {"capacity": {"storage": "10Gi"}, "accessModes": ["ReadWriteOnce"],
+                 "hostPath": {"path": f"/tmp/{namespace}"},
+                 "claimRef": {"namespace": namespace, "name": claim}},
+    }  # fmt: skip
+    cluster.kubectl("apply", "-f", "-", input=json.dumps(pv))
+
+
+def template_hash(deployment: dict[str, Any]) -> str:
+    return str(deployment["spec"]["template"]["metadata"]["annotations"]["iccache.dev/config-hash"])
+
+
+def get(cluster: LocalCluster, ns: str, kind: str, name: str) -> dict[str, Any] | None:
+    done = cluster.kubectl("get", kind, name, "-n", ns, "-o", "json", check=False)
+    return json.loads(done.stdout) if done.returncode == 0 else None
+
+
+def test_sample_reconciles_to_ready_and_follows_changes(
+    crd_installed: LocalCluster, namespace: str, operator: ManagedProcess
+) -> None:
+    k = crd_installed
+    static_volume(k, namespace, "data-demo-redis-0")
+    k.kubectl("apply", "-n", namespace, "-f", str(SAMPLES / "cpu-llamacpp.yaml"))
+    k.kubectl("wait", "-n", namespace, "--for=condition=Ready", "icc/demo", "--timeout=180s")
+
+    icc = k.get_json("icc", "demo", "-n", namespace)
+    status = icc["status"]
+    assert status["observedGeneration"] == icc["metadata"]["generation"]
+    conditions = {c["type"]: c["status"] for c in status["conditions"]}
+    assert conditions == {"ModelsReady": "True", "CacheReady": "True", "RouterReady": "True",
+                          "ReplayScheduled": "True", "Ready": "True"}  # fmt: skip
+    assert status["small"] == {"replicas": 1, "readyReplicas": 1}
+    assert status["endpoints"]["http"] == f"http://demo-router.{namespace}.svc:8080/v1"
+    children = [
+        ("deployment", "demo-small"), ("deployment", "demo-large"),
+        ("deployment", "demo-router"), ("statefulset", "demo-redis"),
+        ("service", "demo-router"), ("configmap", "demo-router-config"),
+        ("cronjob", "demo-replay"), ("secret", "demo-redis-auth"),
+        ("networkpolicy", "demo-redis"), ("serviceaccount", "demo-iccache"),
+    ]  # fmt: skip
+    for kind, name in children:
+        assert get(k, namespace, kind, name) is not None, (kind, name)
+    cron = get(k, namespace, "cronjob", "demo-replay")
+    assert cron
+    assert cron["spec"]["concurrencyPolicy"] == "Forbid"
+
+    # Scale the router and change a retrieval setting: the Deployment scales, the
+    # ConfigMap changes and the router's pod template (so its Pods) roll.
+    before = get(k, namespace, "deployment", "demo-router")
+    assert before is not None
+    old_hash = template_hash(before)
+    k.kubectl("patch", "icc", "demo", "-n", namespace, "--type=merge",
+              "-p", json.dumps({"spec": {"router": {"replicas": 3},
+                                         "retrieval": {"maxExamples": 5}}}))  # fmt: skip
+
+    def rolled() -> bool:
+        dep = get(k, namespace, "deployment", "demo-router")
+        cm = get(k, namespace, "configmap", "demo-router-config")
+        return bool(
+            dep and cm and dep["spec"]["replicas"] == 3
+            and template_hash(dep) != old_hash
+            and yaml.safe_load(cm["data"]["router.yaml"])["retrieval"]["max_examples"] == 5
+        )  # fmt: skip
+
+    wait_until(rolled, timeout=60, what="router scaled and rolled")
+    k.kubectl("rollout", "status", "deployment/demo-router", "-n", namespace, "--timeout=120s")
+
+    # A child deleted by hand comes back.
+    k.kubectl("delete", "service", "demo-router", "-n", namespace)
+    wait_until(lambda: get(k, namespace, "service", "demo-router") is not None, timeout=60,
+               what="router Service restored")  # fmt: skip
+
+    # Deleting the resource deletes everything it owns.
+    k.kubectl("delete", "icc", "demo", "-n", namespace)
+    for target in ("deployment/demo-router", "deployment/demo-small", "statefulset/demo-redis",
+                   "configmap/demo-router-config", "cronjob/demo-replay"):  # fmt: skip
+        k.kubectl("wait", "-n", namespace, "--for=delete", target, "--timeout=120s")
+
+
+def test_gpu_sample_models_land_on_their_pools(
+    crd_installed: LocalCluster, namespace: str, operator: ManagedProcess
+) -> None:
+    k = crd_installed
+    static_volume(k, namespace, "data-gpu-redis-0")
+    k.kubectl("apply", "-n", namespace, "-f", str(SAMPLES / "gpu-vllm.yaml"))
+    k.kubectl("wait", "-n", namespace, "--for=condition=Ready", "icc/gpu", "--timeout=180s")
+    for role, pool in (("small", "gpu-a"), ("large", "gpu-b")):
+        pods = k.get_json("pods", "-n", namespace, "-l",
+                          f"app.kubernetes.io/component=model-{role}")["items"]  # fmt: skip
+        assert pods
+        for pod in pods:
+            node = k.get_json("node", pod["spec"]["nodeName"])
+            assert node["metadata"]["labels"][POOL_LABEL] == pool
+
+
+def test_missing_secret_reports_ready_false_with_reason(
+    crd_installed: LocalCluster, namespace: str, operator: ManagedProcess
+) -> None:
+    doc = yaml.safe_load((SAMPLES / "cpu-llamacpp.yaml").read_text())
+    doc["metadata"]["name"] = "broken"
+    doc["spec"]["models"]["large"] = {
+        "engine": "external", "model": "big", "endpoint": "https://llm.example/v1",
+        "apiKeySecretRef": {"name": "no-such-secret", "key": "token"},
+    }  # fmt: skip
+    doc["spec"]["cache"] = {"mode": "external", "external": {"url": "redis://cache:6379"}}
+    crd_installed.kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(doc))
+    reason = '{.status.conditions[?(@.type=="Ready")].reason}'
+    crd_installed.kubectl(
+        "wait", "-n", namespace, "icc/broken", "--timeout=120s",
+        f"--for=jsonpath={reason}=InvalidReference",
+    )  # fmt: skip
+    ready = next(
+        c
+        for c in crd_installed.get_json("icc", "broken", "-n", namespace)["status"]["conditions"]
+        if c["type"] == "Ready"
+    )
+    assert ready["status"] == "False"
+    assert "no-such-secret" in ready["message"]
