@@ -9,6 +9,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+from iccache_sidecar.settings import RetrievalSettings, RoutingSettings
+
 GROUP = "iccache.dev"
 VERSION = "v1alpha1"
 KIND = "InContextCache"
@@ -140,22 +142,14 @@ class CacheSpec(_Obj):
     redact_pii: bool = Field(default=False, description="Redact personal data before caching")
 
 
-class RetrievalSpec(_Obj):
-    candidates: int = Field(default=16, ge=1, le=200)
-    max_examples: int = Field(default=3, ge=0, le=16)
-    token_budget: int = Field(default=768, ge=0, le=65_536)
-    min_similarity: float = Field(default=0.55, ge=-1, le=1)
-    diversity: float = Field(default=0.3, ge=0, le=1)
-    value_weight: float = Field(default=0.5, ge=0, le=1)
+# The router's own settings sections, with the API's camelCase names: one definition of
+# the fields, bounds and defaults for both the CRD and the router.
+class RetrievalSpec(RetrievalSettings):
+    model_config = _Obj.model_config
 
 
-class RoutingSpec(_Obj):
-    policy: Literal["bandit", "threshold", "always-small", "always-large"] = "bandit"
-    exploration_rate: float = Field(default=0.05, ge=0, le=1)
-    quality_target: float = Field(default=0.7, ge=0, le=1)
-    similarity_threshold: float = Field(default=0.75, ge=-1, le=1)
-    high_load: float = Field(default=0.8, gt=0, le=1)
-    load_relief: float = Field(default=0.3, ge=0, le=1)
+class RoutingSpec(RoutingSettings):
+    model_config = _Obj.model_config
 
 
 class RouterSpec(_Obj):

@@ -14,7 +14,7 @@ import time
 import uuid
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Coroutine, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from iccache_sidecar.backends import Backend, Delta
@@ -29,6 +29,7 @@ from iccache_sidecar.domain import (
     RouterRequest,
     Usage,
     Vector,
+    estimate_tokens,
 )
 from iccache_sidecar.embedding import BatchingEmbedder
 from iccache_sidecar.errors import (
@@ -93,6 +94,7 @@ class Plan:
     messages: list[ChatMessage]
     vector: Vector | None
     candidates: list[Candidate]
+    selected: list[Candidate] = field(default_factory=list)  # by utility, before routing
     exact_answer: str | None = None
 
 
@@ -133,7 +135,7 @@ class RouterService:
         with self._slot():
             plan = await self._plan(req)
             if plan.exact_answer is not None:
-                return self._exact_completion(plan, plan.exact_answer)
+                return self._exact_completion(plan, req, plan.exact_answer)
             text, finish, usage = await self._generate(plan, req)
             self._after(plan, req, text, usage)
             return Completion(text, finish, usage, plan.decision)
@@ -144,7 +146,7 @@ class RouterService:
         with self._slot():
             plan = await self._plan(req)
             if plan.exact_answer is not None:
-                done = self._exact_completion(plan, plan.exact_answer)
+                done = self._exact_completion(plan, req, plan.exact_answer)
                 yield plan.decision
                 yield Delta(done.text, "stop", done.usage)
                 return
@@ -270,7 +272,7 @@ class RouterService:
         decision.backend_model = self.backends[decision.route].model
         self.metrics.examples.observe(len(decision.examples))
         self.metrics.similarity.observe(features.max_similarity)
-        return Plan(decision, messages, vector, candidates)
+        return Plan(decision, messages, vector, candidates, selected=examples)
 
     def _check_context(self, tokens: int, max_tokens: int) -> None:
         limit = max(b.settings.max_context_tokens for b in self.backends.values())
@@ -395,22 +397,16 @@ class RouterService:
             plan.decision.examples = []
             plan.messages = list(req.messages)
         else:
-            plan.decision.examples = self._fit(
-                [c for c in plan.candidates if c.similarity >= self._rules.min_similarity][
-                    : self._rules.max_examples
-                ],
-                req,
-            )
+            plan.decision.examples = self._fit(plan.selected, req)
             plan.messages = with_examples(plan.decision.examples, req.messages)
         return True
 
-    def _exact_completion(self, plan: Plan, answer: str) -> Completion:
+    def _exact_completion(self, plan: Plan, req: RouterRequest, answer: str) -> Completion:
         self.metrics.count_exact()
         self.metrics.requests.labels("exact", plan.decision.tenant).inc()
         large = self.backends[Route.LARGE].settings
-        self.metrics.cost_saved.inc(
-            (prompt_tokens([ChatMessage("user", answer)]) * 2) * large.cost_per_token
-        )
+        avoided = prompt_tokens(req.messages) + estimate_tokens(answer)  # the large call skipped
+        self.metrics.cost_saved.inc(avoided * large.cost_per_token)
         self._remember(plan.decision)
         return Completion(answer, "stop", Usage(0, 0), plan.decision)
 

@@ -68,7 +68,7 @@ class EmbeddingSettings(_Section):
 class RetrievalSettings(_Section):
     candidates: int = Field(default=16, ge=1, le=200)
     max_examples: int = Field(default=3, ge=0, le=16)
-    token_budget: int = Field(default=768, ge=0)
+    token_budget: int = Field(default=768, ge=0, le=65_536)
     min_similarity: float = Field(default=0.55, ge=-1, le=1)
     diversity: float = Field(
         default=0.3, ge=0, le=1, description="MMR weight against redundant examples"

@@ -71,6 +71,14 @@ def normalise_prompt(text: str) -> str:
     return _SPACES.sub(" ", text.strip().lower())
 
 
+async def _redis(op: Callable[[], Awaitable[T]]) -> T:
+    """Run one Redis operation; its failure becomes DependencyDown (callers degrade)."""
+    try:
+        return await op()
+    except RedisError as exc:
+        raise DependencyDown(f"redis: {exc}") from exc
+
+
 @dataclass(frozen=True)
 class StoredExample:
     id: str
@@ -109,13 +117,6 @@ class ExampleStore:
     def decision_key(self, request_id: str) -> str:
         return f"{self.prefix}:req:{request_id}"
 
-    @staticmethod
-    async def _call(op: Callable[[], Awaitable[T]]) -> T:
-        try:
-            return await op()
-        except RedisError as exc:
-            raise DependencyDown(f"redis: {exc}") from exc
-
     # -- index ------------------------------------------------------------------------
     async def ensure_index(self, dimensions: int) -> None:
         """Create the vector index if missing; refuse one built for other dimensions."""
@@ -147,14 +148,14 @@ class ExampleStore:
             ),
         ]
         definition = IndexDefinition(prefix=[f"{self.prefix}:ex:"], index_type=IndexType.HASH)
-        await self._call(lambda: ft.create_index(schema, definition=definition))
+        await _redis(lambda: ft.create_index(schema, definition=definition))
 
     async def count(self) -> int:
-        info = await self._call(lambda: self._ft.info())
+        info = await _redis(lambda: self._ft.info())
         return int(info.get("num_docs", info.get(b"num_docs", 0)))
 
     async def ping(self) -> bool:
-        return bool(await self._call(lambda: self._r.ping()))
+        return bool(await _redis(lambda: self._r.ping()))
 
     # -- read -------------------------------------------------------------------------
     async def search(self, tenant: str, vector: Vector, k: int) -> list[Candidate]:
@@ -170,7 +171,7 @@ class ExampleStore:
         params: dict[str, str | int | float | bytes] = {
             "vec": np.asarray(vector, dtype=np.float32).tobytes()
         }
-        result = await self._call(lambda: self._ft.search(query, query_params=params))
+        result = await _redis(lambda: self._ft.search(query, query_params=params))
         out = []
         for doc in result.docs:
             if _text(doc.tenant) != tenant:  # defence in depth: never cross tenants
@@ -190,13 +191,13 @@ class ExampleStore:
         return out
 
     async def exact(self, tenant: str, prompt: str) -> StoredExample | None:
-        example_id = await self._call(lambda: self._r.get(self.exact_key(tenant, prompt)))
+        example_id = await _redis(lambda: self._r.get(self.exact_key(tenant, prompt)))
         if example_id is None:
             return None
         return await self.get(_text(example_id))
 
     async def get(self, example_id: str) -> StoredExample | None:
-        fields = await self._call(
+        fields = await _redis(
             lambda: self._r.hmget(
                 self.example_key(example_id), ["tenant", "prompt", "response", "model"]
             )
@@ -235,7 +236,7 @@ class ExampleStore:
                     pipe.expire(exact, self.ttl)
                 await pipe.execute()
 
-        await self._call(write)
+        await _redis(write)
         return example_id
 
     async def record_selection(self, example_ids: Sequence[str], gain: float) -> None:
@@ -243,9 +244,7 @@ class ExampleStore:
         if not example_ids:
             return
         keys = [self.example_key(i) for i in example_ids]
-        await self._call(
-            lambda: self._record_gain(keys=keys, args=[time.time(), self.gain_tau, gain])
-        )
+        await _redis(lambda: self._record_gain(keys=keys, args=[time.time(), self.gain_tau, gain]))
 
     async def record_outcome(self, example_ids: Sequence[str], reward: float) -> None:
         """An observed quality for a response that used these examples."""
@@ -260,15 +259,15 @@ class ExampleStore:
                     pipe.hincrbyfloat(key, "helped", reward)
                 await pipe.execute()
 
-        await self._call(write)
+        await _redis(write)
 
     async def save_decision(self, request_id: str, payload: dict[str, Any], ttl: int) -> None:
-        await self._call(
+        await _redis(
             lambda: self._r.set(self.decision_key(request_id), json.dumps(payload), ex=ttl)
         )
 
     async def load_decision(self, request_id: str) -> dict[str, Any] | None:
-        raw = await self._call(lambda: self._r.get(self.decision_key(request_id)))
+        raw = await _redis(lambda: self._r.get(self.decision_key(request_id)))
         if raw is None:
             return None
         loaded: dict[str, Any] = json.loads(raw)
@@ -284,7 +283,7 @@ class RedisBanditStore:
         self._d = dimensions
 
     async def load(self) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any], int] | None:
-        raw = await ExampleStore._call(lambda: self._r.hgetall(self._key))
+        raw = await _redis(lambda: self._r.hgetall(self._key))
         if not raw:
             return None
         values = {_text(k): float(v) for k, v in raw.items()}
@@ -306,7 +305,7 @@ class RedisBanditStore:
                 pipe.hincrby(self._key, "n", 1)
                 await pipe.execute()
 
-        await ExampleStore._call(write)
+        await _redis(write)
 
 
 def _text(value: Any) -> str:
