@@ -18,10 +18,17 @@ from kubernetes_asyncio.dynamic.exceptions import DynamicApiError
 from pydantic import ValidationError
 
 from iccache_operator import api
+from iccache_operator.children import replay
 from iccache_operator.children.common import Owner, SpecError
 from iccache_operator.kube import Kube, KubeError
 from iccache_operator.plan import plan, referenced_secrets
-from iccache_operator.status import Observed, Replicas, compute_conditions, merge_conditions
+from iccache_operator.status import (
+    Observed,
+    Replicas,
+    compute_conditions,
+    last_replay,
+    merge_conditions,
+)
 
 DEFAULT_SIDECAR_IMAGE = "ghcr.io/iccache/sidecar:0.1.0"
 RESYNC_SECONDS = 20.0
@@ -97,6 +104,9 @@ async def _observe(
         return None if external else await replicas("Deployment", role)
 
     cron = await kube.get("batch/v1", "CronJob", owner.child("replay"), owner.namespace)
+    replay_pods = await kube.list_objects(
+        "v1", "Pod", owner.namespace, owner.labels(replay.COMPONENT)
+    )
     return Observed(
         small=await model("small"),
         large=await model("large"),
@@ -105,6 +115,7 @@ async def _observe(
         cronjob=cron is not None,
         replay_suspended=bool(cron and cron["spec"].get("suspend")),
         problems=problems,
+        last_replay=last_replay(replay_pods),
     )  # fmt: skip
 
 
@@ -143,6 +154,8 @@ def _write_status(
                 "replicas": r.desired if r else 0,
                 "readyReplicas": r.ready if r else 0,
             }
+        if observed.last_replay is not None:
+            patch.status["replay"] = observed.last_replay
         host = owner.service_host("router")
         patch.status["endpoints"] = {
             "http": f"http://{host}:{spec.router.http_port}/v1",

@@ -78,6 +78,16 @@ class Kube:
             return None
         return _checked(found)
 
+    async def list_objects(
+        self, api_version: str, kind: str, namespace: str, labels: dict[str, str]
+    ) -> list[dict[str, Any]]:
+        resource = await self._resource(api_version, kind)
+        selector = ",".join(f"{k}={v}" for k, v in labels.items())
+        found = _checked(
+            await self._dyn.get(resource, namespace=namespace, label_selector=selector)
+        )
+        return list((found or {}).get("items") or [])
+
     async def secret_value(self, namespace: str, name: str, key: str) -> str | None:
         secret = await self.get("v1", "Secret", name, namespace)
         if secret is None or key not in (secret.get("data") or {}):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +28,28 @@ class Observed:
     cronjob: bool
     replay_suspended: bool = False
     problems: list[str] = field(default_factory=list)  # spec fine for the schema, unusable
+    last_replay: dict[str, str] | None = None  # status.replay, from the job's pods
+
+
+def last_replay(pods: list[dict[str, Any]]) -> dict[str, str] | None:
+    """``status.replay`` from the replay job's pods: the newest finished container's
+    termination message, where ``iccache replay`` writes its summary as JSON."""
+    newest: dict[str, Any] | None = None
+    for pod in pods:
+        for container in (pod.get("status") or {}).get("containerStatuses") or []:
+            ended = (container.get("state") or {}).get("terminated")
+            finished = (ended or {}).get("finishedAt")
+            if finished and (newest is None or finished > newest["finishedAt"]):
+                newest = ended
+    if newest is None:
+        return None
+    message = (newest.get("message") or "").strip()
+    try:
+        result = str(json.loads(message)["line"])
+    except (ValueError, KeyError, TypeError):
+        code = newest.get("exitCode")
+        result = f"exit code {code}" + (f": {message[-200:]}" if message else "")
+    return {"lastRunTime": newest["finishedAt"], "lastResult": result[:1024]}
 
 
 def _condition(kind: str, ok: bool, reason: str, message: str) -> dict[str, str]:

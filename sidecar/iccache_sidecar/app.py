@@ -11,6 +11,7 @@ import contextlib
 import logging
 import os
 import signal
+import socket
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 
@@ -25,6 +26,7 @@ from iccache_sidecar.errors import DependencyDown
 from iccache_sidecar.grpc_api import create_grpc_server, mark_serving
 from iccache_sidecar.http_api import create_http_app
 from iccache_sidecar.judge import PairwiseJudge
+from iccache_sidecar.loadboard import REPORT_SECONDS, LoadBoard
 from iccache_sidecar.metrics import Metrics
 from iccache_sidecar.routing.registry import make_policy
 from iccache_sidecar.service import RouterService
@@ -110,6 +112,16 @@ async def running(
         judge=judge,
     )
 
+    board = LoadBoard(client, settings.redis.key_prefix)
+    replica = f"{socket.gethostname()}:{os.getpid()}"
+
+    async def report_load() -> None:
+        """Tell the replay job how busy this replica is (it waits for quiet)."""
+        while True:
+            await asyncio.sleep(REPORT_SECONDS)
+            with contextlib.suppress(DependencyDown):
+                await board.publish(replica, service.take_peak_load())
+
     async def maintain() -> None:
         """Create the index once Redis answers; share what replicas learned; gauges."""
         while True:
@@ -141,6 +153,7 @@ async def running(
         )
     )
     maintenance = asyncio.create_task(maintain(), name="maintenance")
+    reporting = asyncio.create_task(report_load(), name="load-report")
     await grpc_server.start()
     http_task = asyncio.create_task(uv.serve(), name="http")
     try:
@@ -163,9 +176,12 @@ async def running(
         await grpc_server.stop(grace=2)
         with contextlib.suppress(Exception):
             await http_task
-        maintenance.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await maintenance
+        for task in (maintenance, reporting):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        with contextlib.suppress(DependencyDown):
+            await board.withdraw(replica)
         await service.drain()
         await embedder.stop()
         for backend in backends.values():

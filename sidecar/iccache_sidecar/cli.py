@@ -26,6 +26,27 @@ def main(argv: list[str] | None = None) -> int:
         "ICCACHE_<SECTION>__<FIELD> variables override it",
     )
     serve.add_argument("--log-level", default="INFO")
+    replay = commands.add_parser(
+        "replay",
+        help="improve the cache off-peak: distil and expand high-gain examples, evict",
+        description="Runs only while the routers report load at most --low-load. Budgets "
+        "are per tenant. Exit status: 0 when it completed or stopped for load, deadline "
+        "or budget; 1 when it failed; 143 when interrupted by a signal.",
+    )
+    replay.add_argument("--config", type=Path, default=None, help="the router's settings file")
+    replay.add_argument("--budget-requests", type=int, help="model requests per tenant")
+    replay.add_argument("--budget-tokens", type=int, help="model tokens per tenant")
+    replay.add_argument("--low-load", type=float, help="highest load (0..1) to run at")
+    replay.add_argument("--deadline-seconds", type=int, help="wall time for the whole run")
+    replay.add_argument("--top", type=int, dest="top_examples", help="examples per tenant")
+    replay.add_argument("--samples", type=int, help="large-model answers per distilled example")
+    replay.add_argument("--tenant", default=None, help="only this tenant (default: all)")
+    replay.add_argument("--dry-run", action="store_true", help="print the plan; change nothing")
+    replay.add_argument(
+        "--summary-file", type=Path, default=None,
+        help="also write the summary as JSON here (in a pod: /dev/termination-log)",
+    )  # fmt: skip
+    replay.add_argument("--log-level", default="INFO")
     bench = commands.add_parser("bench", help="benchmarks")
     benches = bench.add_subparsers(dest="bench", metavar="BENCH", required=True)
     overhead = benches.add_parser(
@@ -74,12 +95,46 @@ def main(argv: list[str] | None = None) -> int:
             uvloop.run(run_server(settings))
         return 0
 
+    if args.command == "replay":
+        return _replay(args)
+
     if args.command == "check":
         from iccache_sidecar.local.check import main as check
 
         return check()
     parser.error(f"unknown command {args.command!r}")
     return 2
+
+
+def _replay(args: argparse.Namespace) -> int:
+    import asyncio
+    import logging
+
+    from pydantic import ValidationError
+
+    from iccache_sidecar.replay.main import exit_code, print_report, replay
+    from iccache_sidecar.settings import ReplaySettings, RouterSettings
+
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    overrides = {
+        name: getattr(args, name)
+        for name in ReplaySettings.model_fields
+        if getattr(args, name, None) is not None
+    }
+    try:
+        settings = RouterSettings.load(args.config)
+        replay_settings = ReplaySettings.model_validate(settings.replay.model_dump() | overrides)
+        settings = settings.model_copy(update={"replay": replay_settings})
+    except (OSError, ValueError, ValidationError) as exc:
+        print(f"iccache replay: invalid settings: {exc}", file=sys.stderr)
+        return 2
+    summary = asyncio.run(
+        replay(settings, tenant=args.tenant, dry_run=args.dry_run, summary_file=args.summary_file)
+    )
+    print_report(summary)
+    return exit_code(summary)
 
 
 if __name__ == "__main__":

@@ -118,6 +118,7 @@ class RouterService:
         self.metrics = metrics
         self.judge = judge
         self._active = 0
+        self._peak_active = 0
         self._tasks: set[asyncio.Task[None]] = set()
         self._decisions: OrderedDict[str, DecisionRecord] = OrderedDict()
         self._redis_down_until = 0.0
@@ -197,6 +198,13 @@ class RouterService:
     def active(self) -> int:
         """Requests being handled right now."""
         return self._active
+
+    def take_peak_load(self) -> float:
+        """The highest load since the last call (0..1): requests in hand against the
+        router's limit, or the busier backend's utilisation."""
+        peak, self._peak_active = self._peak_active, self._active
+        backends = max(b.load.snapshot().utilisation for b in self.backends.values())
+        return min(1.0, max(peak / self.settings.server.max_concurrency, backends))
 
     def load_snapshot(self) -> LoadSnapshot:
         return LoadSnapshot(
@@ -506,6 +514,7 @@ class RouterService:
                 f"the router is handling {self._active} requests, its limit; retry shortly"
             )
         self._active += 1
+        self._peak_active = max(self._peak_active, self._active)
         try:
             yield
         finally:

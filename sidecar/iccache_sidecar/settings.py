@@ -128,6 +128,32 @@ class JudgeSettings(_Section):
     sample_rate: float = Field(default=0.0, ge=0, le=1)
 
 
+class ReplaySettings(_Section):
+    """The off-peak replay job (``iccache replay``); its flags override these."""
+
+    low_load: float = Field(
+        default=0.3, ge=0, le=1, description="Start and keep going only while load is at most this"
+    )
+    budget_requests: int = Field(default=1000, ge=0, description="Model requests per tenant")
+    budget_tokens: int = Field(default=200_000, ge=0, description="Model tokens per tenant")
+    deadline_seconds: int = Field(default=3600, ge=1, description="Wall time for the whole run")
+    top_examples: int = Field(default=50, ge=0, description="Highest-gain examples per tenant")
+    samples: int = Field(default=3, ge=1, le=16, description="Large-model answers per distil")
+    temperature: float = Field(default=0.8, ge=0, le=2)
+    answer_max_tokens: int = Field(default=256, ge=1)
+    isolation_similarity: float = Field(
+        default=0.8, ge=-1, le=1, description="Expand examples whose nearest neighbour is below"
+    )
+    paraphrases: int = Field(default=3, ge=1, le=16, description="Companions per expansion")
+    min_paraphrase_similarity: float = Field(default=0.6, ge=-1, le=1)
+    improve_margin: float = Field(
+        default=0.02, ge=0, le=1, description="How much better a new answer must score"
+    )
+    idle_tau_seconds: float = Field(
+        default=604_800.0, gt=0, description="Time constant of idleness in eviction"
+    )
+
+
 class RouterSettings(BaseSettings):
     """Everything one router process needs."""
 
@@ -145,6 +171,7 @@ class RouterSettings(BaseSettings):
     tenancy: TenancySettings = TenancySettings()
     server: ServerSettings = ServerSettings()
     judge: JudgeSettings = JudgeSettings()
+    replay: ReplaySettings = ReplaySettings()
 
     @model_validator(mode="after")
     def _distinct_backends(self) -> RouterSettings:

@@ -13,7 +13,7 @@ import json
 import re
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
@@ -71,7 +71,7 @@ def normalise_prompt(text: str) -> str:
     return _SPACES.sub(" ", text.strip().lower())
 
 
-async def _redis(op: Callable[[], Awaitable[T]]) -> T:
+async def redis_call(op: Callable[[], Awaitable[T]]) -> T:
     """Run one Redis operation; its failure becomes DependencyDown (callers degrade)."""
     try:
         return await op()
@@ -136,7 +136,7 @@ class ExampleStore:
                 )
             return
         schema: list[Field] = [
-            TagField("tenant"),
+            TagField("tenant", case_sensitive=True),
             TagField("model"),
             TextField("prompt"),
             NumericField("created_at", sortable=True),
@@ -148,14 +148,14 @@ class ExampleStore:
             ),
         ]
         definition = IndexDefinition(prefix=[f"{self.prefix}:ex:"], index_type=IndexType.HASH)
-        await _redis(lambda: ft.create_index(schema, definition=definition))
+        await redis_call(lambda: ft.create_index(schema, definition=definition))
 
     async def count(self) -> int:
-        info = await _redis(lambda: self._ft.info())
+        info = await redis_call(lambda: self._ft.info())
         return int(info.get("num_docs", info.get(b"num_docs", 0)))
 
     async def ping(self) -> bool:
-        return bool(await _redis(lambda: self._r.ping()))
+        return bool(await redis_call(lambda: self._r.ping()))
 
     # -- read -------------------------------------------------------------------------
     async def search(self, tenant: str, vector: Vector, k: int) -> list[Candidate]:
@@ -171,44 +171,56 @@ class ExampleStore:
         params: dict[str, str | int | float | bytes] = {
             "vec": np.asarray(vector, dtype=np.float32).tobytes()
         }
-        result = await _redis(lambda: self._ft.search(query, query_params=params))
+        result = await redis_call(lambda: self._ft.search(query, query_params=params))
         out = []
         for doc in result.docs:
-            if _text(doc.tenant) != tenant:  # defence in depth: never cross tenants
+            if as_text(doc.tenant) != tenant:  # defence in depth: never cross tenants
                 continue
             out.append(
                 Candidate(
-                    id=_text(doc.id).removeprefix(f"{self.prefix}:ex:"),
-                    prompt=_text(doc.prompt),
-                    response=_text(doc.response),
-                    similarity=1.0 - float(_text(doc.distance)),
+                    id=as_text(doc.id).removeprefix(f"{self.prefix}:ex:"),
+                    prompt=as_text(doc.prompt),
+                    response=as_text(doc.response),
+                    similarity=1.0 - float(as_text(doc.distance)),
                     vector=np.frombuffer(doc.embedding, dtype=np.float32),
-                    rated=float(_text(getattr(doc, "rated", b"0")) or 0),
-                    helped=float(_text(getattr(doc, "helped", b"0")) or 0),
-                    tokens=int(_text(getattr(doc, "tokens", b"0")) or 0),
+                    rated=float(as_text(getattr(doc, "rated", b"0")) or 0),
+                    helped=float(as_text(getattr(doc, "helped", b"0")) or 0),
+                    tokens=int(as_text(getattr(doc, "tokens", b"0")) or 0),
                 )
             )
         return out
 
     async def exact(self, tenant: str, prompt: str) -> StoredExample | None:
-        example_id = await _redis(lambda: self._r.get(self.exact_key(tenant, prompt)))
+        example_id = await redis_call(lambda: self._r.get(self.exact_key(tenant, prompt)))
         if example_id is None:
             return None
-        return await self.get(_text(example_id))
+        return await self.get(as_text(example_id))
 
     async def get(self, example_id: str) -> StoredExample | None:
-        fields = await _redis(
+        fields = await redis_call(
             lambda: self._r.hmget(
                 self.example_key(example_id), ["tenant", "prompt", "response", "model"]
             )
         )
         if fields[0] is None:
             return None
-        tenant, prompt, response, model = (_text(f or b"") for f in fields)
+        tenant, prompt, response, model = (as_text(f or b"") for f in fields)
         return StoredExample(example_id, tenant, prompt, response, model)
 
     # -- write ------------------------------------------------------------------------
-    async def add(self, tenant: str, prompt: str, response: str, vector: Vector, model: str) -> str:
+    @property
+    def client(self) -> aioredis.Redis:
+        return self._r
+
+    async def add(
+        self,
+        tenant: str,
+        prompt: str,
+        response: str,
+        vector: Vector,
+        model: str,
+        extra: Mapping[str, str | float] | None = None,
+    ) -> str:
         """Store one example atomically (the hash and its exact-match key together)."""
         example_id = uuid.uuid4().hex
         key = self.example_key(example_id)
@@ -224,6 +236,7 @@ class ExampleStore:
             "rated": 0,
             "helped": 0,
             "gain": 0,
+            **cast(dict[str | bytes | int | float, str | float], extra or {}),
         }
 
         async def write() -> None:
@@ -236,15 +249,20 @@ class ExampleStore:
                     pipe.expire(exact, self.ttl)
                 await pipe.execute()
 
-        await _redis(write)
+        await redis_call(write)
         return example_id
 
-    async def record_selection(self, example_ids: Sequence[str], gain: float) -> None:
+    async def record_selection(
+        self, example_ids: Sequence[str], gain: float, now: float | None = None
+    ) -> None:
         """Count a use of each example and fold ``gain`` into its decayed average."""
         if not example_ids:
             return
         keys = [self.example_key(i) for i in example_ids]
-        await _redis(lambda: self._record_gain(keys=keys, args=[time.time(), self.gain_tau, gain]))
+        at = time.time() if now is None else now
+        await redis_call(
+            lambda: self._record_gain(keys=keys, args=[at, self.gain_tau, gain])
+        )
 
     async def record_outcome(self, example_ids: Sequence[str], reward: float) -> None:
         """An observed quality for a response that used these examples."""
@@ -259,15 +277,15 @@ class ExampleStore:
                     pipe.hincrbyfloat(key, "helped", reward)
                 await pipe.execute()
 
-        await _redis(write)
+        await redis_call(write)
 
     async def save_decision(self, request_id: str, payload: dict[str, Any], ttl: int) -> None:
-        await _redis(
+        await redis_call(
             lambda: self._r.set(self.decision_key(request_id), json.dumps(payload), ex=ttl)
         )
 
     async def load_decision(self, request_id: str) -> dict[str, Any] | None:
-        raw = await _redis(lambda: self._r.get(self.decision_key(request_id)))
+        raw = await redis_call(lambda: self._r.get(self.decision_key(request_id)))
         if raw is None:
             return None
         loaded: dict[str, Any] = json.loads(raw)
@@ -283,10 +301,10 @@ class RedisBanditStore:
         self._d = dimensions
 
     async def load(self) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any], int] | None:
-        raw = await _redis(lambda: self._r.hgetall(self._key))
+        raw = await redis_call(lambda: self._r.hgetall(self._key))
         if not raw:
             return None
-        values = {_text(k): float(v) for k, v in raw.items()}
+        values = {as_text(k): float(v) for k, v in raw.items()}
         a = np.array(
             [[values.get(f"a{i}_{j}", 0.0) for j in range(self._d)] for i in range(self._d)]
         )
@@ -305,17 +323,17 @@ class RedisBanditStore:
                 pipe.hincrby(self._key, "n", 1)
                 await pipe.execute()
 
-        await _redis(write)
+        await redis_call(write)
 
 
-def _text(value: Any) -> str:
+def as_text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _index_dimensions(info: dict[Any, Any]) -> int | None:
     """Dig the vector dimension out of FT.INFO's nested attribute lists."""
     for attribute in info.get("attributes", info.get(b"attributes", [])):
-        flat = [_text(x) if isinstance(x, bytes | str) else x for x in attribute]
+        flat = [as_text(x) if isinstance(x, bytes | str) else x for x in attribute]
         for name in ("dim", "DIM"):
             if name in flat:
                 return int(flat[flat.index(name) + 1])

@@ -59,6 +59,19 @@ def llm_servers(services_dir: Path) -> Iterator[dict[str, LocalLLM]]:
 
 
 @pytest.fixture(scope="session")
+def qwen_server(services_dir: Path) -> Iterator[LocalLLM]:
+    """Qwen2.5-Coder-1.5B-Instruct: an instruct model that answers and paraphrases well
+    enough for the replay job's tests (the stand-ins above are too weak for that)."""
+    server = start_llm(
+        assets.QWEN25_CODER_15B.path(), "qwen1.5b", services_dir / "llm", n_threads=2
+    )
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
 def embedder() -> Any:
     """all-MiniLM-L6-v2 loaded offline from its PyPI package, on the CPU."""
     os.environ["HF_HUB_OFFLINE"] = "1"

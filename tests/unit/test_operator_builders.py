@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,13 @@ import yaml
 from iccache_operator.api import InContextCacheSpec
 from iccache_operator.children.common import Owner
 from iccache_operator.plan import plan, referenced_secrets
-from iccache_operator.status import Observed, Replicas, compute_conditions, merge_conditions
+from iccache_operator.status import (
+    Observed,
+    Replicas,
+    compute_conditions,
+    last_replay,
+    merge_conditions,
+)
 from iccache_sidecar.settings import RouterSettings
 
 SAMPLES = Path(__file__).resolve().parents[2] / "crds" / "samples"
@@ -135,7 +142,16 @@ def test_replay_cronjob_and_network_policy() -> None:
     assert cron["schedule"] == "0 3 * * *"
     job = cron["jobTemplate"]["spec"]
     assert job["activeDeadlineSeconds"] == 3600
-    assert job["template"]["spec"]["containers"][0]["image"] == IMAGE  # same image as the router
+    container = job["template"]["spec"]["containers"][0]
+    assert container["image"] == IMAGE  # same image as the router
+    assert container["args"] == ["replay", "--summary-file", "/dev/termination-log"]
+    assert container["terminationMessagePath"] == "/dev/termination-log"
+    # The budgets reach the job through the same settings file as the router's.
+    spec = sample("cpu-llamacpp.yaml")
+    spec["replay"] = {"budgetRequests": 7, "budgetTokens": 900, "lowLoadThreshold": 0.1}
+    text = build(spec)[("ConfigMap", "demo-router-config")]["data"]["router.yaml"]
+    replay = RouterSettings.model_validate(yaml.safe_load(text)).replay
+    assert (replay.budget_requests, replay.budget_tokens, replay.low_load) == (7, 900, 0.1)
     policy = children[("NetworkPolicy", "demo-redis")]["spec"]
     allowed = [p["podSelector"]["matchLabels"]["app.kubernetes.io/component"]
                for p in policy["ingress"][0]["from"]]  # fmt: skip
@@ -143,6 +159,27 @@ def test_replay_cronjob_and_network_policy() -> None:
 
 
 READY = Replicas(1, 1)
+
+
+def _replay_pod(finished: str | None, message: str, code: int = 0) -> dict[str, Any]:
+    state = {"terminated": {"finishedAt": finished, "message": message, "exitCode": code}}
+    return {"status": {"containerStatuses": [{"state": state if finished else {"running": {}}}]}}
+
+
+def test_status_shows_the_newest_replay_summary() -> None:
+    line = "completed: replayed 4, improved 1, expanded 2, evicted 0; 12 requests, 900 tokens"
+    pods = [
+        _replay_pod("2026-11-20T03:00:40Z", json.dumps({"status": "completed", "line": "old"})),
+        _replay_pod("2026-11-21T03:00:40Z", json.dumps({"status": "completed", "line": line})),
+        _replay_pod(None, ""),  # still running
+    ]
+    assert last_replay(pods) == {"lastRunTime": "2026-11-21T03:00:40Z", "lastResult": line}
+    crashed = [_replay_pod("2026-11-22T03:00:01Z", "Traceback ... redis: refused", code=1)]
+    assert last_replay(crashed) == {
+        "lastRunTime": "2026-11-22T03:00:01Z",
+        "lastResult": "exit code 1: Traceback ... redis: refused",
+    }
+    assert last_replay([]) is None
 
 
 def test_ready_only_when_every_part_is() -> None:

@@ -9,19 +9,20 @@ from iccache_operator.children.common import Owner
 from iccache_operator.children.router import sidecar_pod
 
 COMPONENT = "replay"
+TERMINATION_LOG = "/dev/termination-log"
 
 
 def replay_cronjob(
     owner: Owner, spec: api.InContextCacheSpec, image: str, config_hash_value: str
 ) -> dict[str, Any]:
     r = spec.replay
-    args = [
-        "replay", "--budget-requests", str(r.budget_requests),
-        "--budget-tokens", str(r.budget_tokens), "--low-load", str(r.low_load_threshold),
-        "--deadline-seconds", str(r.deadline_seconds),
-    ]  # fmt: skip
+    # Budgets and the load threshold travel in the rendered settings file; the summary
+    # goes to the termination message, where the operator reads it into status.replay.
+    args = ["replay", "--summary-file", TERMINATION_LOG]
     pod = sidecar_pod(owner, spec, image, args, COMPONENT, config_hash_value)
     pod["spec"]["restartPolicy"] = "Never"
+    pod["spec"]["containers"][0]["terminationMessagePath"] = TERMINATION_LOG
+    pod["spec"]["containers"][0]["terminationMessagePolicy"] = "FallbackToLogsOnError"
     job_spec: dict[str, Any] = {
         "schedule": r.schedule.strip(),
         "suspend": r.suspend,

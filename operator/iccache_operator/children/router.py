@@ -60,6 +60,10 @@ def router_settings(owner: Owner, spec: api.InContextCacheSpec) -> RouterSetting
         "tenancy": {"header": cache.tenant_header, "default_tenant": cache.default_tenant},
         "server": {"http_port": spec.router.http_port, "grpc_port": spec.router.grpc_port,
                    "max_concurrency": spec.router.max_concurrency},
+        "replay": {"low_load": spec.replay.low_load_threshold,
+                   "budget_requests": spec.replay.budget_requests,
+                   "budget_tokens": spec.replay.budget_tokens,
+                   "deadline_seconds": spec.replay.deadline_seconds},
     })  # fmt: skip
 
 

