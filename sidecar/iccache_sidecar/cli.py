@@ -47,8 +47,33 @@ def main(argv: list[str] | None = None) -> int:
         help="also write the summary as JSON here (in a pod: /dev/termination-log)",
     )  # fmt: skip
     replay.add_argument("--log-level", default="INFO")
-    bench = commands.add_parser("bench", help="benchmarks")
-    benches = bench.add_subparsers(dest="bench", metavar="BENCH", required=True)
+    demo = commands.add_parser(
+        "demo", help="the main job: the whole stack locally, real questions, one table"
+    )
+    demo.add_argument("--requests", type=int, default=60, help="questions to send")
+    bench = commands.add_parser(
+        "bench",
+        help="quality and speed of every system on a real workload (default), or `overhead`",
+        description="Runs large-only, small-only, a plain semantic cache and iccache with "
+        "each routing policy on the same requests, at saturation and at a fixed Poisson "
+        "rate, and writes results.json, results.md and results.png.",
+    )
+    bench.add_argument("--workload", default="nq", help="a data set plug-in (default: nq)")
+    bench.add_argument("--requests", type=int, default=400, help="requests at saturation")
+    bench.add_argument("--rate-requests", type=int, default=100, help="requests at the rate")
+    bench.add_argument("--rate", type=float, default=0.5, help="Poisson arrivals per second")
+    bench.add_argument("--concurrency", type=int, default=2, help="in flight at saturation")
+    bench.add_argument("--modes", nargs="+", default=["saturation", "rate"],
+                       choices=["saturation", "rate"])  # fmt: skip
+    bench.add_argument("--style", default="short", choices=["short", "long"],
+                       help="short answers (accuracy) or explained ones (~128 tokens)")  # fmt: skip
+    bench.add_argument("--systems", nargs="+", default=None, help="default: all")
+    bench.add_argument("--small", default="smollm2-135m")
+    bench.add_argument("--large", default="qwen2.5-coder-1.5b")
+    bench.add_argument("--near-share", type=float, default=0.67,
+                       help="share of requests with an earlier similar question")  # fmt: skip
+    bench.add_argument("--out", type=Path, default=Path("bench-results"))
+    benches = bench.add_subparsers(dest="bench", metavar="BENCH")
     overhead = benches.add_parser(
         "overhead",
         help="the router's own latency and throughput, models replaced by an instant responder",
@@ -60,6 +85,9 @@ def main(argv: list[str] | None = None) -> int:
     overhead.add_argument("--seed-examples", type=int, default=800, help="examples in the cache")
     overhead.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = parser.parse_args(argv)
+
+    if args.command in ("bench", "demo") and getattr(args, "bench", None) is None:
+        return _bench(args, sys.argv[1:] if argv is None else argv)
 
     if args.command == "bench" and args.bench == "overhead":
         import asyncio
@@ -104,6 +132,45 @@ def main(argv: list[str] | None = None) -> int:
         return check()
     parser.error(f"unknown command {args.command!r}")
     return 2
+
+
+def _bench(args: argparse.Namespace, argv: list[str]) -> int:
+    import asyncio
+    import os
+    import shlex
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from iccache_sidecar.bench.demo import demo
+    from iccache_sidecar.bench.run import BenchConfig, run_bench
+    from iccache_sidecar.bench.stack import MODEL_CHOICES
+    from iccache_sidecar.bench.systems import SYSTEMS
+    from iccache_sidecar.embedding import load_sentence_transformer
+
+    encoder = load_sentence_transformer(None, 0)
+    try:
+        if args.command == "demo":
+            return asyncio.run(demo(args.requests, encoder))
+        systems = tuple(args.systems or SYSTEMS)
+        unknown = [s for s in systems if s not in SYSTEMS] + [
+            m for m in (args.small, args.large) if m not in MODEL_CHOICES
+        ]
+        if unknown:
+            print(f"iccache bench: unknown {unknown}; systems: {list(SYSTEMS)}, "
+                  f"models: {list(MODEL_CHOICES)}", file=sys.stderr)  # fmt: skip
+            return 2
+        cfg = BenchConfig(
+            workload=args.workload, requests=args.requests, rate_requests=args.rate_requests,
+            rate=args.rate, concurrency=args.concurrency, modes=tuple(args.modes),
+            near_share=args.near_share, style=args.style, systems=systems, small=args.small,
+            large=args.large, out=args.out,
+            command="iccache " + shlex.join(argv),
+        )  # fmt: skip
+        asyncio.run(run_bench(cfg, encoder))
+        print(f"results: {args.out}/results.md, results.json, results.png")
+        return 0
+    except KeyboardInterrupt:
+        print("interrupted; everything started was stopped", file=sys.stderr)
+        return 130
 
 
 def _replay(args: argparse.Namespace) -> int:

@@ -172,7 +172,12 @@ class RouterService:
                 except (BackendUnavailable, BackendTimeout):
                     if sent_decision or attempt == 1 or not self._fall_over(plan, req):
                         raise
-            self._after(plan, req, "".join(parts), usage)
+            text = "".join(parts)
+            if not (usage.prompt_tokens or usage.completion_tokens):
+                # Some servers (llama.cpp) send no usage when streaming: estimate it, so
+                # the token and cost metrics still count streamed requests.
+                usage = Usage(prompt_tokens(plan.messages), estimate_tokens(text) if text else 0)
+            self._after(plan, req, text, usage)
 
     async def feedback(
         self, request_id: str, score: float, tenant: str | None = None, source: str = "user"

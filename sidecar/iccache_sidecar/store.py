@@ -260,9 +260,7 @@ class ExampleStore:
             return
         keys = [self.example_key(i) for i in example_ids]
         at = time.time() if now is None else now
-        await redis_call(
-            lambda: self._record_gain(keys=keys, args=[at, self.gain_tau, gain])
-        )
+        await redis_call(lambda: self._record_gain(keys=keys, args=[at, self.gain_tau, gain]))
 
     async def record_outcome(self, example_ids: Sequence[str], reward: float) -> None:
         """An observed quality for a response that used these examples."""

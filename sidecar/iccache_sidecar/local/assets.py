@@ -159,9 +159,7 @@ QWEN25_CODER_15B = ModelFile(
     ),
 )
 
-MODELS: dict[str, ModelFile] = {
-    m.name: m for m in (SMOLLM2_135M, GEMMA3_270M, QWEN25_CODER_15B)
-}
+MODELS: dict[str, ModelFile] = {m.name: m for m in (SMOLLM2_135M, GEMMA3_270M, QWEN25_CODER_15B)}
 
 
 def nq_jar() -> Path:

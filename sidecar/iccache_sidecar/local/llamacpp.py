@@ -46,6 +46,8 @@ def llama_server_argv(
         "--n_ctx", str(n_ctx),
         "--n_threads", str(n_threads),
         "--n_threads_batch", str(n_threads),
+        # By default a new request cuts off the stream being generated; queue instead.
+        "--interrupt_requests", "False",
         *extra,
     ]  # fmt: skip
 

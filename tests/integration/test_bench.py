@@ -1,0 +1,43 @@
+"""The benchmark end to end on a few real requests (keeps `iccache bench` working)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from iccache_sidecar.bench.run import BenchConfig, run_bench
+from iccache_sidecar.bench.systems import SYSTEMS
+from iccache_sidecar.bench.workloads import NaturalQuestions
+
+
+def test_natural_questions_load_from_the_pinned_package() -> None:
+    nq = NaturalQuestions().load()
+    assert (len(nq.history), len(nq.requests)) == (8757, 3610)
+    assert all(item.answers for item in nq.requests)
+    assert nq.requests[0].question == "who got the first nobel prize in physics"
+
+
+async def test_a_tiny_benchmark_compares_every_system(tmp_path: Path, embedder: Any) -> None:
+    cfg = BenchConfig(
+        requests=4, rate_requests=3, rate=2.0, out=tmp_path, workdir=tmp_path / "stack",
+        command="pytest",
+    )  # fmt: skip
+    rows = await run_bench(cfg, embedder)
+    by = {(r["mode"], r["system"]): r for r in rows}
+    assert set(by) == {(m, s) for m in ("saturation", "rate") for s in SYSTEMS}
+    for (mode, system), row in by.items():
+        assert row["errors"] == 0, (mode, system)
+        assert row["requests"] == (4 if mode == "saturation" else 3)
+        assert row["throughput"] > 0
+    assert by[("saturation", "large-only")]["offload"] == 0.0
+    assert by[("saturation", "small-only")]["offload"] == 1.0
+    assert by[("saturation", "large-only")]["agreement"] == 1.0  # its own answers
+    assert by[("saturation", "large-only")]["tokens"]["large"] > 0
+    assert by[("saturation", "small-only")]["tokens"] == {"small": by[("saturation",
+        "small-only")]["tokens"]["small"], "large": 0}  # fmt: skip
+    outcomes = [json.loads(line) for line in (tmp_path / "outcomes.jsonl").read_text().splitlines()]
+    assert len(outcomes) == len(SYSTEMS) * (4 + 3)
+    assert all(o["response"].strip() for o in outcomes)  # no request was cut off
+    assert (tmp_path / "results.png").stat().st_size > 1000
+    assert "| saturation | iccache-bandit |" in (tmp_path / "results.md").read_text()
