@@ -1,8 +1,8 @@
-# The README's three commands: `make setup`, `make test`, and (later) the main job.
+# The README's three commands: `make setup`, `make demo` (the main job) and `make test`.
 VENV := .venv
 BIN  := $(VENV)/bin
 
-.PHONY: setup test lint typecheck unit integration clean cluster-build cluster-up cluster-down proto
+.PHONY: setup test demo bench lint typecheck unit integration clean cluster-build cluster-up cluster-down proto
 
 setup:
 	scripts/setup
@@ -10,6 +10,14 @@ setup:
 ## Lint, type-check, then every test tier (unit, then integration with real services).
 test: lint typecheck
 	$(BIN)/pytest tests/unit tests/integration
+
+## The main job: the whole stack locally, real questions, one table (about 5 minutes).
+demo:
+	$(BIN)/iccache demo
+
+## Every system on Natural Questions; results in bench-results/ (see the README).
+bench:
+	$(BIN)/iccache bench
 
 lint:
 	$(BIN)/ruff check .

@@ -70,6 +70,16 @@ def redis_client(settings: RouterSettings) -> aioredis.Redis:
     )
 
 
+def example_store(settings: RouterSettings, client: aioredis.Redis | None = None) -> ExampleStore:
+    """The example store the settings describe (on a new client unless one is given)."""
+    return ExampleStore(
+        client or redis_client(settings),
+        index_name=settings.redis.index_name,
+        key_prefix=settings.redis.key_prefix,
+        ttl_seconds=settings.cache.ttl_seconds,
+    )
+
+
 @contextlib.asynccontextmanager
 async def running(
     settings: RouterSettings, *, encoder: Encoder | None = None
@@ -85,12 +95,7 @@ async def running(
     )
     await embedder.start()
     client = redis_client(settings)
-    store = ExampleStore(
-        client,
-        index_name=settings.redis.index_name,
-        key_prefix=settings.redis.key_prefix,
-        ttl_seconds=settings.cache.ttl_seconds,
-    )
+    store = example_store(settings, client)
     status = {"started": False, "index": False}
     policy = make_policy(
         settings.routing,

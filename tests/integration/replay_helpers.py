@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import redis.asyncio as aioredis
 
-from iccache_sidecar.app import redis_client
+from iccache_sidecar.app import example_store
 from iccache_sidecar.settings import RouterSettings
 from iccache_sidecar.store import ExampleStore, as_text, normalise_prompt
 
@@ -17,11 +17,7 @@ REQUIRED = ("tenant", "prompt", "response", "model", "embedding", "created_at", 
 
 
 def open_store(settings: RouterSettings) -> ExampleStore:
-    return ExampleStore(
-        redis_client(settings),
-        index_name=settings.redis.index_name,
-        key_prefix=settings.redis.key_prefix,
-    )
+    return example_store(settings)
 
 
 async def seed(

@@ -21,7 +21,7 @@ from typing import Any
 
 import aiohttp
 
-from iccache_sidecar.app import redis_client, running
+from iccache_sidecar.app import example_store, running
 from iccache_sidecar.backends import Backend
 from iccache_sidecar.bench import report
 from iccache_sidecar.bench.prepare import (
@@ -47,7 +47,6 @@ from iccache_sidecar.domain import ChatMessage, GenerationParams, Route
 from iccache_sidecar.embedding import BatchingEmbedder
 from iccache_sidecar.local.assets import cache_dir
 from iccache_sidecar.settings import BackendSettings, RouterSettings
-from iccache_sidecar.store import ExampleStore
 
 COSTS = {"small": 0.1, "large": 1.0}  # relative cost per token (about the parameter ratio)
 
@@ -170,8 +169,7 @@ async def run_system(
 ) -> tuple[list[Outcome], float, dict[str, int]]:
     label = f"{spec.name} ({mode})"
     if spec.kind == "semantic":
-        store = ExampleStore(redis_client(settings), index_name=settings.redis.index_name,
-                             key_prefix=settings.redis.key_prefix)  # fmt: skip
+        store = example_store(settings)
         embedder = BatchingEmbedder(encoder, 64, 0.0)
         await embedder.start()
         large = Backend(Route.LARGE, settings.large)
@@ -238,7 +236,7 @@ async def run_bench(cfg: BenchConfig, encoder: Any) -> list[dict[str, Any]]:
         answers = await answer_history(stack, cfg, style, selection.seeds)
         index = f"bench-{uuid.uuid4().hex[:8]}"
         settings = base_settings(stack, cfg, index)
-        store = ExampleStore(redis_client(settings), index_name=index, key_prefix=index)
+        store = example_store(settings)
         await store.ensure_index(int(history_vectors.shape[1]))
         for item in selection.seeds:
             await store.add(TENANT, item.question, answers.answers[item.question],

@@ -11,7 +11,7 @@ import signal
 import sys
 from pathlib import Path
 
-from iccache_sidecar.app import redis_client
+from iccache_sidecar.app import example_store
 from iccache_sidecar.backends import Backend
 from iccache_sidecar.domain import Route
 from iccache_sidecar.embedding import BatchingEmbedder, Encoder, load_sentence_transformer
@@ -23,7 +23,6 @@ from iccache_sidecar.replay.pickers import AgreementPicker, AnswerPicker, JudgeP
 from iccache_sidecar.replay.progress import Progress
 from iccache_sidecar.replay.summary import ReplaySummary
 from iccache_sidecar.settings import BackendSettings, RouterSettings
-from iccache_sidecar.store import ExampleStore
 
 log = logging.getLogger("iccache.replay")
 
@@ -38,13 +37,8 @@ async def replay(
     summary_file: Path | None = None,
     encoder: Encoder | None = None,
 ) -> ReplaySummary:
-    client = redis_client(settings)
-    store = ExampleStore(
-        client,
-        index_name=settings.redis.index_name,
-        key_prefix=settings.redis.key_prefix,
-        ttl_seconds=settings.cache.ttl_seconds,
-    )
+    store = example_store(settings)
+    client = store.client
     # No retries: every request the job sends is one it counted against the budget.
     large = Backend(Route.LARGE, settings.large.model_copy(update={"max_retries": 0}))
     j = settings.judge
