@@ -35,8 +35,12 @@ class LocalStack:
 
 
 @contextlib.contextmanager
-def local_stack(workdir: Path, small: str, large: str, threads: int = 2) -> Iterator[LocalStack]:
-    """Start Redis and both model servers; stop all of them on exit (also on Ctrl-C)."""
+def local_stack(workdir: Path, small: str, large: str, threads: int = 1) -> Iterator[LocalStack]:
+    """Start Redis and both model servers; stop all of them on exit (also on Ctrl-C).
+
+    One thread per model by default: on a 2-core machine each model gets a core, as each
+    gets its own node pool in a cluster. Two llama.cpp servers with 2 threads each on 2
+    cores slowed the small one to 0.4 tokens/s whenever both were generating."""
     workdir.mkdir(parents=True, exist_ok=True)
     with contextlib.ExitStack() as stack:
         redis = start_redis(workdir / "redis")
