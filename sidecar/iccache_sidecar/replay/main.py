@@ -94,7 +94,7 @@ async def replay(
             log.warning("could not write the summary to %s: %s", summary_file, exc)
     if not dry_run:
         try:
-            await ReplayCache(store).write_summary(summary.to_json(plan=False))
+            await job.cache.write_summary(summary.to_json(plan=False))
         except DependencyDown as exc:
             log.warning("could not keep the summary in redis: %s", exc)
     await client.aclose()
