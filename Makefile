@@ -2,14 +2,14 @@
 VENV := .venv
 BIN  := $(VENV)/bin
 
-.PHONY: setup test demo bench lint typecheck unit integration clean cluster-build cluster-up cluster-down proto
+.PHONY: setup test demo bench lint typecheck unit integration e2e chart clean cluster-build cluster-up cluster-down proto
 
 setup:
 	scripts/setup
 
 ## Lint, type-check, then every test tier (unit, then integration with real services).
 test: lint typecheck
-	$(BIN)/pytest tests/unit tests/integration
+	$(BIN)/pytest tests/unit tests/integration e2e
 
 ## The main job: the whole stack locally, real questions, one table (about 5 minutes).
 demo:
@@ -31,6 +31,14 @@ unit:
 
 integration:
 	$(BIN)/pytest tests/integration
+
+## The chart and a whole install on the local control plane (or ICCACHE_E2E_KUBECONFIG).
+e2e:
+	$(BIN)/pytest e2e
+
+## Refresh the chart's CRD copy, values schema and the plain manifests in deploy/.
+chart:
+	$(BIN)/python scripts/gen_chart.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

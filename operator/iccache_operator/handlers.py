@@ -40,6 +40,10 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=api.GROUP)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=api.GROUP)
     settings.posting.level = logging.INFO
+    # No runtime watching of CRDs and namespaces: the chart installs the CRD before the
+    # operator starts, and this keeps RBAC to the watched namespaces (no cluster-wide
+    # read of CRDs or namespaces). After a CRD upgrade, restart the operator.
+    settings.scanning.disabled = True
     memo.kube = await Kube.connect()
     memo.sidecar_image = os.environ.get("ICCACHE_SIDECAR_IMAGE", DEFAULT_SIDECAR_IMAGE)
 

