@@ -59,8 +59,8 @@ def main(argv: list[str] | None = None) -> int:
         "rate, and writes results.json, results.md and results.png.",
     )
     bench.add_argument("--workload", default="nq", help="a data set plug-in (default: nq)")
-    bench.add_argument("--requests", type=int, default=400, help="requests at saturation")
-    bench.add_argument("--rate-requests", type=int, default=100, help="requests at the rate")
+    bench.add_argument("--requests", type=int, default=320, help="requests at saturation")
+    bench.add_argument("--rate-requests", type=int, default=40, help="requests at the rate")
     bench.add_argument("--rate", type=float, default=0.5, help="Poisson arrivals per second")
     bench.add_argument("--concurrency", type=int, default=2, help="in flight at saturation")
     bench.add_argument("--modes", nargs="+", default=["saturation", "rate"],

@@ -54,8 +54,8 @@ COSTS = {"small": 0.1, "large": 1.0}  # relative cost per token (about the param
 @dataclass
 class BenchConfig:
     workload: str = "nq"
-    requests: int = 400
-    rate_requests: int = 100
+    requests: int = 320
+    rate_requests: int = 40
     rate: float = 0.5
     concurrency: int = 2
     modes: tuple[str, ...] = ("saturation", "rate")
