@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from router_settings import make_settings
 
 from iccache_sidecar.app import Runtime, running
 from iccache_sidecar.local import assets
@@ -78,26 +79,6 @@ def embedder() -> Any:
     from sentence_transformers import SentenceTransformer
 
     return SentenceTransformer(str(assets.minilm_model_dir()), device="cpu")
-
-
-def make_settings(
-    redis_: LocalRedis, small_: LocalLLM, large_: LocalLLM, **sections: dict[str, Any]
-) -> RouterSettings:
-    """Settings for one test: its own index and key prefix, loopback ports picked freely,
-    no exploration (so routing is deterministic)."""
-    prefix = f"t{uuid.uuid4().hex[:10]}"
-    base: dict[str, Any] = {
-        "small": {"base_url": small_.base_url, "model": small_.alias, "cost_per_token": 0.2,
-                  "max_context_tokens": 2048, "timeout_seconds": 60},
-        "large": {"base_url": large_.base_url, "model": large_.alias, "cost_per_token": 1.0,
-                  "max_context_tokens": 2048, "timeout_seconds": 60},
-        "redis": {"url": redis_.url, "index_name": prefix, "key_prefix": prefix},
-        "routing": {"exploration_rate": 0.0},
-        "server": {"host": "127.0.0.1", "http_port": 0, "grpc_port": 0, "max_tokens_default": 16},
-    }  # fmt: skip
-    for name, values in sections.items():
-        base[name] = {**base.get(name, {}), **values}
-    return RouterSettings(**base)
 
 
 @pytest.fixture

@@ -17,9 +17,9 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-from conftest import make_settings
 from proxy import counting_proxy
 from replay_helpers import assert_consistent, example, examples_of, open_store, seed
+from router_settings import make_settings
 
 from iccache_sidecar.app import running
 from iccache_sidecar.loadboard import LoadBoard

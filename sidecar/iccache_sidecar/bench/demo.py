@@ -2,7 +2,8 @@
 
 Starts Redis with search, the small and large llama.cpp models and the router; seeds the
 cache with the large model's answers to earlier Natural Questions; sends new questions
-through iccache and through the large model alone; prints what iccache bought. Stops
+through the large model alone and through iccache with its two learned routing policies
+(the bandit, the router's default, and the threshold policy); prints what iccache bought. Stops
 everything it started, also on Ctrl-C.
 """
 
@@ -37,11 +38,13 @@ def table(rows: list[dict[str, Any]]) -> str:
 
 async def demo(requests: int, encoder: Any) -> int:
     cfg = BenchConfig(
-        requests=requests, modes=("saturation",), systems=("large-only", "iccache-bandit"),
+        requests=requests, modes=("saturation",),
+        systems=("large-only", "iccache-bandit", "iccache-threshold"),
         out=None, command="iccache demo",
     )  # fmt: skip
     print(f"iccache demo: {requests} Natural Questions through the large model alone and "
-          f"through iccache (small {cfg.small} + examples, large {cfg.large}); "
+          f"through iccache (small {cfg.small} + examples, large {cfg.large}; bandit and "
+          f"threshold routing); "
           f"{os.cpu_count()} CPU cores.", flush=True)  # fmt: skip
     rows = await run_bench(cfg, encoder)
     print()
