@@ -28,6 +28,7 @@ from iccache_operator.crd import CRD_FILE
 from iccache_sidecar.local import assets
 from iccache_sidecar.local.cluster import LocalCluster
 from iccache_sidecar.local.llamacpp import start_llm
+from iccache_sidecar.local.operator import start_operator
 from iccache_sidecar.local.process import ManagedProcess, free_port, wait_until
 from iccache_sidecar.local.redis import start_redis
 from iccache_sidecar.settings import RouterSettings
@@ -59,24 +60,9 @@ def operator_process(deployment: dict[str, Any], config: Path, log: Path) -> Man
     """Run what the chart's Deployment runs (its args and env) as a local process, with
     the ServiceAccount's kubeconfig and the liveness endpoint on a free local port."""
     container = deployment["spec"]["template"]["spec"]["containers"][0]
-    port = free_port()
     args = [a for a in container["args"] if not a.startswith("--liveness")]
     env = {e["name"]: e["value"] for e in container.get("env", []) if "value" in e}
-    proc = ManagedProcess(
-        "operator",
-        [sys.executable, "-m", "kopf", "run", "-m", "iccache_operator.handlers", *args,
-         f"--liveness=http://127.0.0.1:{port}/healthz"],
-        log, env={**env, "KUBECONFIG": str(config)},
-    )  # fmt: skip
-
-    def live() -> bool:
-        try:
-            return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    proc.wait_ready(live, timeout=60)
-    return proc
+    return start_operator(args, config, log, env)
 
 
 def bind_volume_if_needed(cluster: LocalCluster, namespace: str, claim: str) -> None:

@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import yaml
 
 from iccache_operator.crd import CRD_FILE
 from iccache_sidecar.local.cluster import POOL_LABEL, LocalCluster
-from iccache_sidecar.local.process import ManagedProcess, free_port, wait_until
+from iccache_sidecar.local.operator import start_operator
+from iccache_sidecar.local.process import ManagedProcess, wait_until
 
 SAMPLES = CRD_FILE.parent / "samples"
 
@@ -23,23 +22,10 @@ SAMPLES = CRD_FILE.parent / "samples"
 def operator(
     crd_installed: LocalCluster, namespace: str, tmp_path: Path
 ) -> Iterator[ManagedProcess]:
-    port = free_port()
-    proc = ManagedProcess(
-        "operator",
-        [sys.executable, "-m", "kopf", "run", "-m", "iccache_operator.handlers", "--standalone",
-         "--namespace", namespace, "--liveness", f"http://127.0.0.1:{port}/healthz"],
-        tmp_path / "operator.log",
-        env={"KUBECONFIG": str(crd_installed.kubeconfig),
-             "ICCACHE_SIDECAR_IMAGE": "example/sidecar:1"},
+    proc = start_operator(
+        ["--standalone", "--namespace", namespace], crd_installed.kubeconfig,
+        tmp_path / "operator.log", {"ICCACHE_SIDECAR_IMAGE": "example/sidecar:1"},
     )  # fmt: skip
-
-    def live() -> bool:
-        try:
-            return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    proc.wait_ready(live, timeout=60)
     try:
         yield proc
     finally:
