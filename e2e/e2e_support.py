@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import subprocess
+import sys
 from pathlib import Path
 
 from iccache_sidecar.local.cluster import LocalCluster
 
 ROOT = Path(__file__).resolve().parent.parent
-CHART = ROOT / "charts" / "iccache"
-KUBE_VERSION = "1.30.0"  # for `helm template` without a cluster: the oldest supported
+sys.path.insert(0, str(ROOT / "scripts"))
+import gen_chart  # noqa: E402  (the chart's generator: paths and the oldest Kubernetes)
+
+CHART = gen_chart.CHART
+KUBE_VERSION = gen_chart.KUBE_VERSION
 
 
 class Helm:

@@ -3,17 +3,12 @@ the API server (server-side dry run), also the generated plain manifests."""
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
-from e2e_support import CHART, KUBE_VERSION, ROOT, Helm
+from e2e_support import CHART, KUBE_VERSION, Helm, gen_chart
 
 from iccache_sidecar.local.cluster import LocalCluster
-
-sys.path.insert(0, str(ROOT / "scripts"))
-import gen_chart
 
 EVERYTHING = [
     "--set", "metrics.serviceMonitor.enabled=true",
@@ -67,9 +62,7 @@ def dry_run(cluster: LocalCluster, *args: str, input: str | None = None) -> str:
 @pytest.fixture(scope="module")
 def service_monitor_crd(cluster: LocalCluster) -> None:
     """prometheus-operator's own ServiceMonitor CRD (from its Go module; see setup)."""
-    from iccache_sidecar.local.cluster import Binaries
-
-    crd = Path(Binaries.find().folder) / "monitoring.coreos.com_servicemonitors.yaml"
+    crd = cluster.binaries.folder / "monitoring.coreos.com_servicemonitors.yaml"
     cluster.kubectl("apply", "--server-side", "-f", str(crd))
     cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s",
                     "crd/servicemonitors.monitoring.coreos.com")  # fmt: skip

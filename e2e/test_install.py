@@ -11,7 +11,6 @@ a real cluster the chart's pod is scaled to zero so that only one operator recon
 from __future__ import annotations
 
 import base64
-import json
 import os
 import sys
 from collections.abc import Callable, Iterator
@@ -71,13 +70,7 @@ def bind_volume_if_needed(cluster: LocalCluster, namespace: str, claim: str) -> 
     default = "storageclass.kubernetes.io/is-default-class"
     if any(c["metadata"].get("annotations", {}).get(default) == "true" for c in classes):
         return
-    pv = {
-        "apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": f"pv-{namespace}"},
-        "spec": {"capacity": {"storage": "10Gi"}, "accessModes": ["ReadWriteOnce"],
-                 "hostPath": {"path": f"/tmp/{namespace}"},
-                 "claimRef": {"namespace": namespace, "name": claim}},
-    }  # fmt: skip
-    cluster.kubectl("apply", "-f", "-", input=json.dumps(pv))
+    cluster.bind_static_volume(namespace, claim)
 
 
 @pytest.fixture

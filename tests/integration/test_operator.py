@@ -32,18 +32,6 @@ def operator(
         proc.stop()
 
 
-def static_volume(cluster: LocalCluster, namespace: str, claim: str) -> None:
-    """The test cluster has no storage provisioner: bind the Redis claim to a static PV."""
-    pv = {
-        "apiVersion": "v1", "kind": "PersistentVolume",
-        "metadata": {"name": f"pv-{namespace}"},
-        "spec": {"capacity": {"storage": "10Gi"}, "accessModes": ["ReadWriteOnce"],
-                 "hostPath": {"path": f"/tmp/{namespace}"},
-                 "claimRef": {"namespace": namespace, "name": claim}},
-    }  # fmt: skip
-    cluster.kubectl("apply", "-f", "-", input=json.dumps(pv))
-
-
 def template_hash(deployment: dict[str, Any]) -> str:
     return str(deployment["spec"]["template"]["metadata"]["annotations"]["iccache.dev/config-hash"])
 
@@ -57,7 +45,7 @@ def test_sample_reconciles_to_ready_and_follows_changes(
     crd_installed: LocalCluster, namespace: str, operator: ManagedProcess
 ) -> None:
     k = crd_installed
-    static_volume(k, namespace, "data-demo-redis-0")
+    k.bind_static_volume(namespace, "data-demo-redis-0")
     k.kubectl("apply", "-n", namespace, "-f", str(SAMPLES / "cpu-llamacpp.yaml"))
     k.kubectl("wait", "-n", namespace, "--for=condition=Ready", "icc/demo", "--timeout=180s")
 
@@ -119,7 +107,7 @@ def test_gpu_sample_models_land_on_their_pools(
     crd_installed: LocalCluster, namespace: str, operator: ManagedProcess
 ) -> None:
     k = crd_installed
-    static_volume(k, namespace, "data-gpu-redis-0")
+    k.bind_static_volume(namespace, "data-gpu-redis-0")
     k.kubectl("apply", "-n", namespace, "-f", str(SAMPLES / "gpu-vllm.yaml"))
     k.kubectl("wait", "-n", namespace, "--for=condition=Ready", "icc/gpu", "--timeout=180s")
     for role, pool in (("small", "gpu-a"), ("large", "gpu-b")):

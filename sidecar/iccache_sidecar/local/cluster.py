@@ -141,6 +141,18 @@ class LocalCluster:
     def get_json(self, *args: str) -> Any:
         return json.loads(self.kubectl("get", *args, "-o", "json").stdout)
 
+    def bind_static_volume(self, namespace: str, claim: str) -> None:
+        """A hostPath PersistentVolume reserved for ``claim``: for clusters without a
+        storage provisioner (the local one)."""
+        pv = {
+            "apiVersion": "v1", "kind": "PersistentVolume",
+            "metadata": {"name": f"pv-{namespace}"},
+            "spec": {"capacity": {"storage": "10Gi"}, "accessModes": ["ReadWriteOnce"],
+                     "hostPath": {"path": f"/tmp/{namespace}"},
+                     "claimRef": {"namespace": namespace, "name": claim}},
+        }  # fmt: skip
+        self.kubectl("apply", "-f", "-", input=json.dumps(pv))
+
     def stop(self) -> None:
         for proc in reversed(self.processes):
             proc.stop()
