@@ -90,16 +90,18 @@ def installed(
         helm("uninstall", RELEASE, "-n", release_ns, "--wait", check=False)
 
 
+SELECTOR = f"app.kubernetes.io/instance={RELEASE},app.kubernetes.io/name=iccache-operator"
+
+
 def chart_objects(cluster: LocalCluster, namespaces: list[str]) -> list[str]:
     """Every object of the release still present (namespaced kinds in the given
     namespaces, cluster-scoped RBAC anywhere)."""
-    selector = f"app.kubernetes.io/instance={RELEASE},app.kubernetes.io/name=iccache-operator"
     kinds = "deployments,services,serviceaccounts,configmaps,roles,rolebindings,pods"
     found = []
     for ns in namespaces:
-        out = cluster.kubectl("get", kinds, "-n", ns, "-l", selector, "-o", "name").stdout
+        out = cluster.kubectl("get", kinds, "-n", ns, "-l", SELECTOR, "-o", "name").stdout
         found += out.split()
-    out = cluster.kubectl("get", "clusterroles,clusterrolebindings", "-l", selector,
+    out = cluster.kubectl("get", "clusterroles,clusterrolebindings", "-l", SELECTOR,
                           "-o", "name").stdout  # fmt: skip
     return found + out.split()
 
@@ -166,6 +168,9 @@ def test_install_reconcile_upgrade_serve_uninstall(
 
     # Uninstall: nothing of the release is left; the CRD stays (Helm keeps crds/).
     helm("uninstall", RELEASE, "-n", release_ns, "--wait")
+    # helm waits for the objects it deleted; their Pods go afterwards, by the GC.
+    k.kubectl("wait", "--for=delete", "pod", "-l", SELECTOR, "-n", release_ns,
+              "--timeout=120s")  # fmt: skip
     assert chart_objects(k, [release_ns, watched]) == []
     assert helm("list", "-n", release_ns, "-q").stdout.strip() == ""
     k.kubectl("get", "crd", "incontextcaches.iccache.dev")
