@@ -82,7 +82,18 @@ class RoutingSettings(_Section):
     policy: PolicyName = "bandit"
     exploration_rate: float = Field(default=0.05, ge=0, le=1)
     quality_target: float = Field(
-        default=0.7, ge=0, le=1, description="Predicted small-model quality needed at no load"
+        default=0.7,
+        ge=0,
+        le=1,
+        description="Predicted small-model quality needed at no load (or the large model's "
+        "predicted quality for the request, less the tolerance, when lower)",
+    )
+    quality_tolerance: float = Field(
+        default=0.02,
+        ge=0,
+        le=1,
+        description="Predicted quality the small model may fall short of the large one's "
+        "(the price of its lower cost)",
     )
     similarity_threshold: float = Field(default=0.75, ge=-1, le=1)
     high_load: float = Field(

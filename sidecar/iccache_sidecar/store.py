@@ -24,7 +24,7 @@ from redis.commands.search.index_definition import IndexDefinition, IndexType
 from redis.commands.search.query import Query
 from redis.exceptions import RedisError, ResponseError
 
-from iccache_sidecar.domain import Candidate, Vector, estimate_tokens
+from iccache_sidecar.domain import Candidate, Route, Vector, estimate_tokens
 from iccache_sidecar.errors import DependencyDown
 
 T = TypeVar("T")
@@ -291,15 +291,22 @@ class ExampleStore:
 
 
 class RedisBanditStore:
-    """The bandit's additive statistics in one Redis hash (shared by replicas)."""
+    """The bandit's additive statistics, one Redis hash per arm (shared by replicas)."""
 
     def __init__(self, client: aioredis.Redis, key: str, dimensions: int) -> None:
         self._r = client
         self._key = key
         self._d = dimensions
 
-    async def load(self) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any], int] | None:
-        raw = await redis_call(lambda: self._r.hgetall(self._key))
+    def arm_key(self, arm: Route) -> str:
+        # The small arm keeps the key it had when it was the only one, so an upgrade
+        # keeps what routers learned.
+        return self._key if arm is Route.SMALL else f"{self._key}:{arm.value}"
+
+    async def load(
+        self, arm: Route
+    ) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any], int] | None:
+        raw = await redis_call(lambda: self._r.hgetall(self.arm_key(arm)))
         if not raw:
             return None
         values = {as_text(k): float(v) for k, v in raw.items()}
@@ -309,16 +316,18 @@ class RedisBanditStore:
         b = np.array([values.get(f"b{i}", 0.0) for i in range(self._d)])
         return a, b, int(values.get("n", 0))
 
-    async def add(self, d_a: np.ndarray[Any, Any], d_b: np.ndarray[Any, Any]) -> None:
+    async def add(self, arm: Route, d_a: np.ndarray[Any, Any], d_b: np.ndarray[Any, Any]) -> None:
+        key = self.arm_key(arm)
+
         async def write() -> None:
             async with self._r.pipeline(transaction=True) as pipe:
                 for i in range(self._d):
                     for j in range(self._d):
                         if d_a[i, j]:
-                            pipe.hincrbyfloat(self._key, f"a{i}_{j}", float(d_a[i, j]))
+                            pipe.hincrbyfloat(key, f"a{i}_{j}", float(d_a[i, j]))
                     if d_b[i]:
-                        pipe.hincrbyfloat(self._key, f"b{i}", float(d_b[i]))
-                pipe.hincrby(self._key, "n", 1)
+                        pipe.hincrbyfloat(key, f"b{i}", float(d_b[i]))
+                pipe.hincrby(key, "n", 1)
                 await pipe.execute()
 
         await redis_call(write)

@@ -85,6 +85,11 @@ async def test_feedback_teaches_which_examples_hurt_and_survives_restart(
         )  # fmt: skip
         assert seed.status_code == 200
         await rt.service.drain()
+        # The large model's answer was right: its arm of the bandit learns that.
+        good = await http.post(
+            "/v1/feedback", json={"request_id": seed.json()["iccache"]["request_id"], "score": 1}
+        )
+        assert good.status_code == 200
 
         # Each time the example is used (small model forced), the answer is judged bad.
         for _ in range(4):
@@ -125,6 +130,7 @@ async def test_feedback_teaches_which_examples_hurt_and_survives_restart(
     async with running(settings, encoder=embedder) as rt2:
         await rt2.service.policy.refresh()
         assert rt2.service.policy.observations == 4  # type: ignore[attr-defined]
+        assert rt2.service.policy.large_observations == 1  # type: ignore[attr-defined]
 
 
 async def test_a_judge_model_rates_sampled_small_answers(

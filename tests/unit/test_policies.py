@@ -26,10 +26,10 @@ def features(sim: float, n: int = 3, value: float = 0.5) -> RequestFeatures:
     )  # fmt: skip
 
 
-def bandit(epsilon: float = 0.0) -> BanditPolicy:
+def bandit(epsilon: float = 0.0, tolerance: float = 0.0) -> BanditPolicy:
     return BanditPolicy(
         quality_target=0.7, exploration_rate=epsilon, high_load=0.8, relief=0.3,
-        rng=random.Random(7),
+        quality_tolerance=tolerance, rng=random.Random(7),
     )  # fmt: skip
 
 
@@ -77,6 +77,57 @@ async def test_outcomes_of_large_answers_do_not_move_the_small_model_estimate() 
     before = policy.theta.copy()
     await policy.learn(features(0.9), Route.LARGE, reward=0.0)
     np.testing.assert_array_equal(policy.theta, before)
+
+
+async def test_the_bar_follows_the_large_model_when_it_is_weak_too() -> None:
+    # A hard workload: the small model is right 11% of the time with close examples,
+    # the large one 10% of the time on the same requests. A fixed 70% target
+    # would keep everything on the large model for almost no gain.
+    policy = bandit()
+    close, unrelated = features(0.9), features(0.0, n=0)
+    for _ in range(40):
+        await policy.learn(close, Route.SMALL, reward=0.0)
+    for _ in range(5):
+        await policy.learn(close, Route.SMALL, reward=1.0)
+    assert (await policy.decide(RoutingContext(close, IDLE))).route is Route.LARGE
+    for _ in range(60):
+        await policy.learn(close, Route.LARGE, reward=0.1)
+        await policy.learn(unrelated, Route.LARGE, reward=0.9)
+    assert policy.large_observations == 120
+    assert policy.predict(close) >= policy.predict(close, Route.LARGE)
+    assert (await policy.decide(RoutingContext(close, IDLE))).route is Route.SMALL
+    # Where the large model is good, the small one still has to reach the target.
+    assert (await policy.decide(RoutingContext(unrelated, IDLE))).route is Route.LARGE
+
+
+async def test_a_strong_large_model_does_not_raise_the_bar_above_the_target() -> None:
+    policy = bandit()
+    good = features(0.8)
+    for _ in range(50):
+        await policy.learn(good, Route.LARGE, reward=1.0)
+    assert policy.predict(good, Route.LARGE) > 0.9
+    assert (await policy.decide(RoutingContext(good, IDLE))).route is Route.SMALL
+
+
+async def test_the_tolerance_is_the_quality_traded_for_the_lower_cost() -> None:
+    # Same request kind, both models observed: small right 9%, large 10% of the time.
+    close = features(0.9)
+    strict, tolerant = bandit(), bandit(tolerance=0.02)
+    for policy in (strict, tolerant):
+        for i in range(1000):
+            await policy.learn(close, Route.SMALL, reward=1.0 if i % 100 < 9 else 0.0)
+            await policy.learn(close, Route.LARGE, reward=1.0 if i % 10 == 0 else 0.0)
+    assert strict.predict(close) < strict.predict(close, Route.LARGE)
+    assert (await strict.decide(RoutingContext(close, IDLE))).route is Route.LARGE
+    assert (await tolerant.decide(RoutingContext(close, IDLE))).route is Route.SMALL
+
+
+async def test_without_large_feedback_the_tolerance_leaves_the_target_as_the_bar() -> None:
+    borderline = features(0.6, n=3, value=0.3)
+    for policy in (bandit(), bandit(tolerance=0.1)):
+        bar = policy.predict(borderline, Route.LARGE) - policy.quality_tolerance
+        assert bar == pytest.approx(0.7)
+        assert (await policy.decide(RoutingContext(borderline, IDLE))).route is Route.LARGE
 
 
 async def test_exploration_sends_a_share_of_large_requests_small() -> None:

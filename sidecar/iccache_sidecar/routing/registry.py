@@ -16,6 +16,7 @@ Factory = Callable[[RoutingSettings, BanditStateStore | None], RoutingPolicy]
 POLICIES: dict[str, Factory] = {
     "bandit": lambda s, store: BanditPolicy(
         quality_target=s.quality_target,
+        quality_tolerance=s.quality_tolerance,
         exploration_rate=s.exploration_rate,
         high_load=s.high_load,
         relief=s.load_relief,
