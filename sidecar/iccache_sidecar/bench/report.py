@@ -87,24 +87,34 @@ def markdown(rows: Sequence[dict[str, Any]], header: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+# What each mode's panel puts on the x axis: at saturation throughput differs between
+# systems; at a fixed arrival rate every system has the same throughput, latency differs.
+PANELS = {
+    "saturation": ("throughput", "throughput (requests/s), saturation"),
+    "rate": ("p50_latency", "p50 latency (s), fixed Poisson rate"),
+}
+
+
 def plot(rows: Sequence[dict[str, Any]], path: Path, title: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for mode, marker in (("saturation", "o"), ("rate", "s")):
+    modes = [m for m in PANELS if any(r["mode"] == m for r in rows)]
+    fig, axes = plt.subplots(1, len(modes), figsize=(6 * len(modes), 4.5), squeeze=False)
+    for ax, mode in zip(axes[0], modes, strict=True):
+        key, label = PANELS[mode]
         for r in (r for r in rows if r["mode"] == mode):
             lo, hi = r["accuracy_ci"]
             y = 100 * r["accuracy"]
-            ax.errorbar(r["throughput"], y, yerr=[[y - 100 * lo], [100 * hi - y]],
-                        fmt=marker, capsize=3, label=f"{r['system']} ({mode})")  # fmt: skip
-    ax.set_xlabel("throughput (requests/s)")
-    ax.set_ylabel("accuracy (%), 95% CI")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+            ax.errorbar(r[key], y, yerr=[[y - 100 * lo], [100 * hi - y]],
+                        fmt="o", capsize=3, label=r["system"])  # fmt: skip
+        ax.set_xlabel(label)
+        ax.set_ylabel("accuracy (%), 95% CI")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -127,4 +137,4 @@ def write(
         f"{meta['seeds']} cached examples, {meta['machine']}."
     )
     (out / "results.md").write_text(markdown(rows, header))
-    plot(rows, out / "results.png", f"{meta['workload']}: accuracy vs throughput")
+    plot(rows, out / "results.png", f"{meta['workload']} ({meta['style']} answers)")

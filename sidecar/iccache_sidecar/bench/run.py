@@ -46,6 +46,7 @@ from iccache_sidecar.bench.workloads import WORKLOADS, Item
 from iccache_sidecar.domain import ChatMessage, GenerationParams, Route
 from iccache_sidecar.embedding import BatchingEmbedder
 from iccache_sidecar.local.assets import cache_dir
+from iccache_sidecar.local.llamacpp import start_llm
 from iccache_sidecar.settings import BackendSettings, RouterSettings
 
 COSTS = {"small": 0.1, "large": 1.0}  # relative cost per token (about the parameter ratio)
@@ -76,28 +77,34 @@ def _messages(style: AnswerStyle, question: str) -> list[ChatMessage]:
     return [ChatMessage("system", style.system), ChatMessage("user", question)]
 
 
-async def answer_history(
-    stack: LocalStack, cfg: BenchConfig, style: AnswerStyle, seeds: Sequence[Item]
-) -> AnswerFile:
-    """The large model's answers to the seeding history, computed once per model/style."""
-    answers = AnswerFile(MODEL_CHOICES[cfg.large].model.sha256, style)
+async def answer_history(cfg: BenchConfig, style: AnswerStyle, seeds: Sequence[Item]) -> AnswerFile:
+    """The large model's answers to the seeding history, computed once per model/style.
+
+    Nothing else runs yet, so the large model gets a server of its own with every core
+    (the run itself gives each model one core)."""
+    choice = MODEL_CHOICES[cfg.large]
+    answers = AnswerFile(choice.model.sha256, style)
     missing = answers.missing(seeds)
-    if missing:
-        large = Backend(
-            Route.LARGE, BackendSettings(**_backend(stack.large.base_url, cfg.large, 1.0))
-        )
-        bar = progress(len(missing), "large model answers the history (once)")
-        try:
-            for item in missing:
-                text, _, _ = await large.complete(
-                    _messages(style, item.question),
-                    GenerationParams(max_tokens=style.max_tokens, temperature=0.0),
-                )
-                answers.add(item.question, text.strip())
-                bar.update(1)
-        finally:
-            bar.close()
-            await large.close()
+    if not missing:
+        return answers
+    server = start_llm(
+        choice.model.path(), cfg.large, cfg.workdir, n_threads=os.cpu_count() or 1,
+        chat_format=choice.chat_format, n_ctx=4096,
+    )  # fmt: skip
+    large = Backend(Route.LARGE, BackendSettings(**_backend(server.base_url, cfg.large, 1.0)))
+    bar = progress(len(missing), "large model answers the history (once)")
+    try:
+        for item in missing:
+            text, _, _ = await large.complete(
+                _messages(style, item.question),
+                GenerationParams(max_tokens=style.max_tokens, temperature=0.0),
+            )
+            answers.add(item.question, text.strip())
+            bar.update(1)
+    finally:
+        bar.close()
+        await large.close()
+        server.stop()
     return answers
 
 
@@ -232,8 +239,9 @@ async def run_bench(cfg: BenchConfig, encoder: Any) -> list[dict[str, Any]]:
     vector_of = {item.question: history_vectors[i] for i, item in enumerate(workload.history)}
     rows: list[dict[str, Any]] = []
     records: list[dict[str, Any]] = []
+    cfg.workdir.mkdir(parents=True, exist_ok=True)
+    answers = await answer_history(cfg, style, selection.seeds)
     with local_stack(cfg.workdir, cfg.small, cfg.large) as stack:
-        answers = await answer_history(stack, cfg, style, selection.seeds)
         index = f"bench-{uuid.uuid4().hex[:8]}"
         settings = base_settings(stack, cfg, index)
         store = example_store(settings)
