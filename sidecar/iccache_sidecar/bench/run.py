@@ -109,8 +109,10 @@ async def answer_history(cfg: BenchConfig, style: AnswerStyle, seeds: Sequence[I
 
 
 def _backend(url: str, model: str, cost: float) -> dict[str, Any]:
+    # llama-cpp-python's server works on one request at a time (others queue), so one
+    # request in flight is its saturation point: the router's load signal needs the truth.
     return {"base_url": url, "model": model, "cost_per_token": cost, "timeout_seconds": 600,
-            "max_context_tokens": 4096, "max_in_flight": 4}  # fmt: skip
+            "max_context_tokens": 4096, "max_in_flight": 1}  # fmt: skip
 
 
 def base_settings(stack: LocalStack, cfg: BenchConfig, index: str) -> RouterSettings:
