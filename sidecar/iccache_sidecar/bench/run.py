@@ -33,7 +33,7 @@ from iccache_sidecar.bench.prepare import (
     select,
 )
 from iccache_sidecar.bench.scoring import contains_answer
-from iccache_sidecar.bench.stack import MODEL_CHOICES, LocalStack, local_stack
+from iccache_sidecar.bench.stack import MODEL_CHOICES, LocalStack, local_stack, model_server
 from iccache_sidecar.bench.systems import (
     SYSTEMS,
     TENANT,
@@ -46,7 +46,6 @@ from iccache_sidecar.bench.workloads import WORKLOADS, Item
 from iccache_sidecar.domain import ChatMessage, GenerationParams, Route
 from iccache_sidecar.embedding import BatchingEmbedder
 from iccache_sidecar.local.assets import cache_dir
-from iccache_sidecar.local.llamacpp import start_llm
 from iccache_sidecar.settings import BackendSettings, RouterSettings
 
 COSTS = {"small": 0.1, "large": 1.0}  # relative cost per token (about the parameter ratio)
@@ -82,29 +81,24 @@ async def answer_history(cfg: BenchConfig, style: AnswerStyle, seeds: Sequence[I
 
     Nothing else runs yet, so the large model gets a server of its own with every core
     (the run itself gives each model one core)."""
-    choice = MODEL_CHOICES[cfg.large]
-    answers = AnswerFile(choice.model.sha256, style)
+    answers = AnswerFile(MODEL_CHOICES[cfg.large].model.sha256, style)
     missing = answers.missing(seeds)
     if not missing:
         return answers
-    server = start_llm(
-        choice.model.path(), cfg.large, cfg.workdir, n_threads=os.cpu_count() or 1,
-        chat_format=choice.chat_format, n_ctx=4096,
-    )  # fmt: skip
-    large = Backend(Route.LARGE, BackendSettings(**_backend(server.base_url, cfg.large, 1.0)))
-    bar = progress(len(missing), "large model answers the history (once)")
-    try:
-        for item in missing:
-            text, _, _ = await large.complete(
-                _messages(style, item.question),
-                GenerationParams(max_tokens=style.max_tokens, temperature=0.0),
-            )
-            answers.add(item.question, text.strip())
-            bar.update(1)
-    finally:
-        bar.close()
-        await large.close()
-        server.stop()
+    with model_server(cfg.workdir, cfg.large, os.cpu_count() or 1) as server:
+        large = Backend(Route.LARGE, BackendSettings(**_backend(server.base_url, cfg.large, 1.0)))
+        bar = progress(len(missing), "large model answers the history (once)")
+        try:
+            for item in missing:
+                text, _, _ = await large.complete(
+                    _messages(style, item.question),
+                    GenerationParams(max_tokens=style.max_tokens, temperature=0.0),
+                )
+                answers.add(item.question, text.strip())
+                bar.update(1)
+        finally:
+            bar.close()
+            await large.close()
     return answers
 
 

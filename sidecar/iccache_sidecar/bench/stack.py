@@ -35,6 +35,20 @@ class LocalStack:
 
 
 @contextlib.contextmanager
+def model_server(workdir: Path, alias: str, threads: int) -> Iterator[LocalLLM]:
+    """One llama.cpp server for a model named in ``MODEL_CHOICES``; stopped on exit."""
+    choice = MODEL_CHOICES[alias]
+    server = start_llm(
+        choice.model.path(), alias, workdir, n_threads=threads,
+        chat_format=choice.chat_format, n_ctx=4096,
+    )  # fmt: skip
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@contextlib.contextmanager
 def local_stack(workdir: Path, small: str, large: str, threads: int = 1) -> Iterator[LocalStack]:
     """Start Redis and both model servers; stop all of them on exit (also on Ctrl-C).
 
@@ -45,13 +59,8 @@ def local_stack(workdir: Path, small: str, large: str, threads: int = 1) -> Iter
     with contextlib.ExitStack() as stack:
         redis = start_redis(workdir / "redis")
         stack.callback(redis.stop)
-        servers = []
-        for alias in (small, large):
-            choice = MODEL_CHOICES[alias]
-            server = start_llm(
-                choice.model.path(), alias, workdir, n_threads=threads,
-                chat_format=choice.chat_format, n_ctx=4096,
-            )  # fmt: skip
-            stack.callback(server.stop)
-            servers.append(server)
-        yield LocalStack(redis, servers[0], servers[1])
+        yield LocalStack(
+            redis,
+            stack.enter_context(model_server(workdir, small, threads)),
+            stack.enter_context(model_server(workdir, large, threads)),
+        )
