@@ -11,7 +11,7 @@ setup:
 test: lint typecheck
 	$(BIN)/pytest tests/unit tests/integration e2e
 
-## The main job: the whole stack locally, real questions, one table (about 3 minutes).
+## The main job: the whole stack locally, real questions, one table (about 2.5 minutes; the first run also seeds the cache, about 2 more).
 demo:
 	$(BIN)/iccache demo
 
