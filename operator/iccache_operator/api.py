@@ -83,6 +83,13 @@ class ModelSpec(_Obj):
     env: list[EnvVar] = Field(default_factory=list, max_length=64)
     max_context_tokens: int = Field(default=4096, ge=256, le=1_048_576)
     cost_per_token: float = Field(default=1.0, gt=0, description="Relative cost of one token")
+    max_in_flight: int | None = Field(
+        default=None, ge=1, le=1_000_000,
+        description="Concurrent requests at which this model counts as busy, over all"
+        " replicas; the router sends work elsewhere beyond it. Default: the engine's parallel"
+        " sequences per replica (llama.cpp --parallel, 4 when unset or auto; vLLM"
+        " --max-num-seqs, 256) times replicas; for external models the router's default (16)",
+    )  # fmt: skip
     endpoint: str | None = Field(default=None, pattern=r"^https?://", max_length=2048)
     api_key_secret_ref: SecretKeyRef | None = None
 

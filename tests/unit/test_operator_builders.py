@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from iccache_operator.api import InContextCacheSpec
-from iccache_operator.children.common import Owner
+from iccache_operator.children.common import Owner, SpecError
 from iccache_operator.plan import plan, referenced_secrets
 from iccache_operator.status import (
     Observed,
@@ -20,7 +20,7 @@ from iccache_operator.status import (
     last_replay,
     merge_conditions,
 )
-from iccache_sidecar.settings import RouterSettings
+from iccache_sidecar.settings import BackendSettings, RouterSettings
 
 SAMPLES = Path(__file__).resolve().parents[2] / "crds" / "samples"
 OWNER = Owner("demo", "ml", "uid-123")
@@ -96,6 +96,52 @@ def test_router_settings_are_what_the_router_reads() -> None:
     env = {e["name"]: e for e in router["containers"][0]["env"]}
     assert env["REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == "demo-redis-auth"
     assert env["ICCACHE_CONFIG"]["value"] == "/etc/iccache/router.yaml"
+
+
+def router_backends(spec: dict[str, Any]) -> RouterSettings:
+    text = build(spec)[("ConfigMap", "demo-router-config")]["data"]["router.yaml"]
+    return RouterSettings.model_validate(yaml.safe_load(text))
+
+
+@pytest.mark.parametrize(
+    ("engine", "replicas", "args", "env", "busy_at"),
+    [
+        ("llamacpp", 1, [], [], 4),  # llama.cpp's automatic slot count
+        ("llamacpp", 3, ["--parallel", "2"], [], 6),  # per replica, times replicas
+        ("llamacpp", 1, ["-np=8"], [], 8),
+        ("llamacpp", 1, ["-np", "-1"], [], 4),  # -1 is "auto"
+        ("llamacpp", 1, [], [{"name": "LLAMA_ARG_N_PARALLEL", "value": "3"}], 3),
+        ("llamacpp", 1, ["-np", "5"], [{"name": "LLAMA_ARG_N_PARALLEL", "value": "3"}], 5),
+        ("vllm", 2, [], [], 512),
+        ("vllm", 1, ["--max-num-seqs", "32", "--max-num-seqs=64"], [], 64),  # last one wins
+        ("vllm", 0, ["--max-num-seqs", "32"], [], 32),  # scaled to zero: still one's worth
+    ],
+)
+def test_router_counts_a_model_busy_at_the_engines_parallel_sequences(
+    engine: str, replicas: int, args: list[str], env: list[dict[str, str]], busy_at: int
+) -> None:
+    spec = sample("cpu-llamacpp.yaml")
+    spec["models"]["large"] = {"engine": engine, "model": "m", "replicas": replicas,
+                               "args": args, "env": env}  # fmt: skip
+    assert router_backends(spec).large.max_in_flight == busy_at
+
+
+def test_max_in_flight_set_by_the_user_wins_and_external_models_keep_the_router_default() -> None:
+    spec = sample("cpu-llamacpp.yaml")
+    spec["models"]["small"]["maxInFlight"] = 1
+    spec["models"]["small"]["args"] = ["--parallel", "8"]
+    spec["models"]["large"] = {"engine": "external", "model": "gpt-large",
+                               "endpoint": "https://llm.example/v1"}  # fmt: skip
+    settings = router_backends(spec)
+    assert settings.small.max_in_flight == 1
+    assert settings.large.max_in_flight == BackendSettings.model_fields["max_in_flight"].default
+
+
+def test_unreadable_parallel_sequences_is_a_spec_error_naming_the_model() -> None:
+    spec = sample("cpu-llamacpp.yaml")
+    spec["models"]["small"]["args"] = ["--parallel", "many"]
+    with pytest.raises(SpecError, match=r"models\.small: .*whole number, got 'many'"):
+        build(spec)
 
 
 def test_changed_settings_change_the_config_hash_and_roll_the_router() -> None:

@@ -15,6 +15,43 @@ DEFAULT_IMAGES = {
 }
 
 
+# Sequences an engine decodes at once per replica when its arguments do not say
+# (llama.cpp's --parallel defaults to "auto", which is 4 slots; vLLM's --max-num-seqs is 256).
+DEFAULT_SLOTS = {"llamacpp": 4, "vllm": 256}
+SLOT_FLAGS = {"llamacpp": ("--parallel", "-np"), "vllm": ("--max-num-seqs",)}
+SLOT_ENV = {"llamacpp": "LLAMA_ARG_N_PARALLEL"}
+
+
+def slots_per_replica(role: Role, spec: api.ModelSpec) -> int:
+    """The parallel sequences one replica serves, read from its arguments like the engine
+    does: the last flag wins over earlier ones and over the environment variable."""
+    raw = next((e.value for e in spec.env if e.name == SLOT_ENV.get(spec.engine)), None)
+    flags, args = SLOT_FLAGS[spec.engine], spec.args
+    for i, arg in enumerate(args):
+        name, eq, inline = arg.partition("=")
+        if name in flags:
+            raw = inline if eq else (args[i + 1] if i + 1 < len(args) else "")
+    if raw is None:
+        return DEFAULT_SLOTS[spec.engine]
+    try:
+        slots = int(raw)
+    except ValueError:
+        raise SpecError(
+            f"models.{role}: the engine's parallel sequences must be a whole number, got {raw!r}"
+        ) from None
+    return slots if slots > 0 else DEFAULT_SLOTS[spec.engine]  # -1 is llama.cpp's "auto"
+
+
+def max_in_flight(role: Role, spec: api.ModelSpec) -> int | None:
+    """Requests in flight at which the router counts this model as busy; None leaves the
+    router's default (external endpoints, whose capacity the operator cannot see)."""
+    if spec.max_in_flight is not None:
+        return spec.max_in_flight
+    if spec.engine == "external":
+        return None
+    return slots_per_replica(role, spec) * max(1, spec.replicas)
+
+
 def served_name(spec: api.ModelSpec) -> str:
     """The model name the router sends to the backend."""
     return spec.model

@@ -11,7 +11,7 @@ import yaml
 
 from iccache_operator import api
 from iccache_operator.children.common import REDIS_PORT, RESTRICTED_CONTAINER, Owner, resources
-from iccache_operator.children.models import model_base_url, served_name
+from iccache_operator.children.models import max_in_flight, model_base_url, served_name
 from iccache_operator.children.redis import PASSWORD_KEY
 from iccache_sidecar.settings import RouterSettings
 
@@ -34,6 +34,9 @@ def router_settings(owner: Owner, spec: api.InContextCacheSpec) -> RouterSetting
             "max_context_tokens": model.max_context_tokens,
             "api_key_env": API_KEY_ENV[role] if model.api_key_secret_ref else None,
         }
+        busy_at = max_in_flight(role, model)
+        if busy_at is not None:
+            backends[role]["max_in_flight"] = busy_at
     cache = spec.cache
     redis: dict[str, Any] = {"index_name": f"iccache-{owner.name}",
                              "key_prefix": f"iccache:{owner.name}"}  # fmt: skip
