@@ -66,6 +66,8 @@ def test_llamacpp_model_server_args_ports_and_probes() -> None:
     assert c["ports"] == [{"name": "http", "containerPort": 8000}]
     assert c["readinessProbe"]["httpGet"]["path"] == "/health"
     assert c["resources"]["requests"] == {"cpu": "1", "memory": "1Gi"}
+    assert c["securityContext"]["allowPrivilegeEscalation"] is False
+    assert c["securityContext"]["capabilities"] == {"drop": ["ALL"]}
 
 
 def test_vllm_models_are_scheduled_to_their_gpu_pools() -> None:

@@ -72,9 +72,11 @@ def resources(spec: api.Resources) -> dict[str, Any]:
     return out
 
 
-RESTRICTED_CONTAINER = {
+# Model server images (vLLM, llama.cpp) run as root and write their caches under /root, so
+# they keep their user but lose every capability and the means to gain more.
+HARDENED_CONTAINER = {
     "allowPrivilegeEscalation": False,
     "capabilities": {"drop": ["ALL"]},
-    "runAsNonRoot": True,
     "seccompProfile": {"type": "RuntimeDefault"},
 }
+RESTRICTED_CONTAINER = {**HARDENED_CONTAINER, "runAsNonRoot": True}

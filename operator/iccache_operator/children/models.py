@@ -5,7 +5,13 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from iccache_operator import api
-from iccache_operator.children.common import MODEL_PORT, Owner, SpecError, resources
+from iccache_operator.children.common import (
+    HARDENED_CONTAINER,
+    MODEL_PORT,
+    Owner,
+    SpecError,
+    resources,
+)
 
 Role = Literal["small", "large"]
 
@@ -85,6 +91,7 @@ def model_deployment(owner: Owner, role: Role, spec: api.ModelSpec) -> dict[str,
                 "env": [{"name": e.name, "value": e.value} for e in spec.env],
                 "ports": [{"name": "http", "containerPort": MODEL_PORT}],
                 "resources": resources(spec.resources),
+                "securityContext": HARDENED_CONTAINER,
                 # Loading weights takes long: a startup probe guards the others.
                 "startupProbe": {**probe, "periodSeconds": 10, "failureThreshold": 90},
                 "readinessProbe": {**probe, "periodSeconds": 5},
