@@ -159,7 +159,9 @@ def test_install_reconcile_upgrade_serve_uninstall(
         answers = serve_from_rendered(rendered["data"]["router.yaml"], password, tmp_path)
         assert all(a.strip() for a in answers)
         # Deleting the resource goes through the operator (kopf's finalizer).
-        k.kubectl("delete", "icc", "demo", "-n", watched, "--wait=true", "--timeout=60s")
+        deleted = k.kubectl("delete", "icc", "demo", "-n", watched, "--wait=true",
+                            "--timeout=60s", check=False)  # fmt: skip
+        assert deleted.returncode == 0, (deleted.stderr, upgraded_log.read_text()[-4000:])
     for path in (log, upgraded_log):
         text = path.read_text()
         assert "Forbidden" not in text, text[-3000:]

@@ -44,6 +44,10 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     # operator starts, and this keeps RBAC to the watched namespaces (no cluster-wide
     # read of CRDs or namespaces). After a CRD upgrade, restart the operator.
     settings.scanning.disabled = True
+    # The resync timer makes kopf hold a finalizer. A deletion that arrives while a
+    # reconcile runs waits for it to end, and kopf looks again only every
+    # cancellation_polling seconds (60 by default), so `kubectl delete` took over a minute.
+    settings.background.cancellation_polling = 1.0
     memo.kube = await Kube.connect()
     memo.sidecar_image = os.environ.get("ICCACHE_SIDECAR_IMAGE", DEFAULT_SIDECAR_IMAGE)
 

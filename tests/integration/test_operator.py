@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from operator_faults import HOLD_SECONDS, HOLDING
 
 from iccache_operator.crd import CRD_FILE
+from iccache_operator.handlers import RESYNC_SECONDS
 from iccache_sidecar.local.cluster import POOL_LABEL, LocalCluster
 from iccache_sidecar.local.operator import start_operator
 from iccache_sidecar.local.process import ManagedProcess, wait_until
 
 SAMPLES = CRD_FILE.parent / "samples"
+HERE = Path(__file__).parent
 
 
 @pytest.fixture
@@ -142,3 +146,27 @@ def test_missing_secret_reports_ready_false_with_reason(
     )
     assert ready["status"] == "False"
     assert "no-such-secret" in ready["message"]
+
+
+def test_delete_during_a_reconcile_is_not_held_back(
+    crd_installed: LocalCluster, namespace: str, tmp_path: Path
+) -> None:
+    """kopf keeps a finalizer while the resync timer runs; a deletion that arrives in the
+    middle of a reconcile must finish once that reconcile does, not a minute later."""
+    k = crd_installed
+    marker = tmp_path / "hold"
+    log = tmp_path / "operator.log"
+    proc = start_operator(
+        ["--standalone", "--namespace", namespace, "-m", "operator_faults"], k.kubeconfig, log,
+        {"ICCACHE_SIDECAR_IMAGE": "example/sidecar:1", "ICCACHE_TEST_HOLD_FILE": str(marker),
+         "PYTHONPATH": os.pathsep.join(filter(None, [str(HERE), os.environ.get("PYTHONPATH")]))},
+    )  # fmt: skip
+    with proc:
+        k.bind_static_volume(namespace, "data-demo-redis-0")
+        k.kubectl("apply", "-n", namespace, "-f", str(SAMPLES / "cpu-llamacpp.yaml"))
+        k.kubectl("wait", "-n", namespace, "--for=condition=Ready", "icc/demo", "--timeout=180s")
+        marker.touch()  # the next resync holds its first apply for HOLD_SECONDS
+        wait_until(lambda: HOLDING in log.read_text(), timeout=RESYNC_SECONDS * 2 + 10)
+        k.kubectl("delete", "icc", "demo", "-n", namespace, "--wait=true",
+                  f"--timeout={HOLD_SECONDS * 4:.0f}s")  # fmt: skip
+    assert get(k, namespace, "icc", "demo") is None
