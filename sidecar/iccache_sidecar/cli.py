@@ -84,6 +84,11 @@ def main(argv: list[str] | None = None) -> int:
     overhead.add_argument("--concurrency", type=int, nargs="+", default=[1, 32])
     overhead.add_argument("--seed-examples", type=int, default=800, help="examples in the cache")
     overhead.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    rerender = benches.add_parser(
+        "report",
+        help="remake results.json/.md/.png of an earlier run from its outcomes.jsonl",
+    )
+    rerender.add_argument("dir", type=Path, help="the run's --out folder")
     args = parser.parse_args(argv)
 
     if args.command in ("bench", "demo") and getattr(args, "bench", None) is None:
@@ -97,6 +102,17 @@ def main(argv: list[str] | None = None) -> int:
         return asyncio.run(
             run_overhead(args.requests, args.concurrency, args.seed_examples, args.json)
         )
+
+    if args.command == "bench" and args.bench == "report":
+        from iccache_sidecar.bench.report import rerender as remake
+
+        try:
+            remake(args.dir)
+        except ValueError as exc:
+            print(f"iccache bench report: {exc}", file=sys.stderr)
+            return 2
+        print((args.dir / "results.md").read_text(), end="")
+        return 0
 
     if args.command == "serve":
         import asyncio

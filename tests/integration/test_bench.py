@@ -6,6 +6,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from iccache_sidecar.bench.report import rerender
 from iccache_sidecar.bench.run import BenchConfig, run_bench
 from iccache_sidecar.bench.systems import SYSTEMS
 from iccache_sidecar.bench.workloads import NaturalQuestions
@@ -41,3 +44,13 @@ async def test_a_tiny_benchmark_compares_every_system(tmp_path: Path, embedder: 
     assert all(o["response"].strip() for o in outcomes)  # no request was cut off
     assert (tmp_path / "results.png").stat().st_size > 1000
     assert "| saturation | iccache-bandit |" in (tmp_path / "results.md").read_text()
+    # Each system against the baselines on the same requests, and a report remade from
+    # the run's own files says the same.
+    for (mode, _), row in by.items():
+        for base, v in row["versus"].items():
+            assert v["difference"] == pytest.approx(row["accuracy"] - by[(mode, base)]["accuracy"])
+            assert v["ci"][0] <= v["difference"] <= v["ci"][1]
+    assert set(by[("rate", "iccache-bandit")]["versus"]) == {"large-only", "small-only",
+                                                            "semantic-cache"}  # fmt: skip
+    remade = rerender(tmp_path)
+    assert [r["versus"] for r in remade["rows"]] == [r["versus"] for r in rows]

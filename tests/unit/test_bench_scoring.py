@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from iccache_sidecar.bench.scoring import contains_answer, normalise_answer, percentile, wilson
+from iccache_sidecar.bench.report import compare
+from iccache_sidecar.bench.scoring import (
+    contains_answer,
+    normalise_answer,
+    paired_difference,
+    percentile,
+    wilson,
+)
 from iccache_sidecar.bench.workloads import parse_topic_line
 
 
@@ -36,3 +43,39 @@ def test_wilson_interval_and_percentiles() -> None:
     assert hi - lo < 0.06  # about +-3 points at 400 requests, as the benchmark targets
     assert wilson(0, 0) == (0.0, 1.0)
     assert percentile([1, 2, 3, 4], 0.5) == 2.5
+
+
+def test_paired_difference_counts_only_the_requests_on_which_two_systems_disagree() -> None:
+    # 100 requests: both right on 20, only a on 10, only b on 4, both wrong on 66.
+    a = [True] * 20 + [True] * 10 + [False] * 4 + [False] * 66
+    b = [True] * 20 + [False] * 10 + [True] * 4 + [False] * 66
+    diff, lo, hi = paired_difference(a, b)
+    assert diff == pytest.approx(0.06)
+    assert (lo, hi) == (pytest.approx(-0.0147, abs=1e-3), pytest.approx(0.1324, abs=1e-3))
+    # Far tighter than the two separate intervals (30% and 24%, each about +-9 points).
+    assert hi - lo < (wilson(30, 100)[1] - wilson(30, 100)[0])
+    # Swapping the systems mirrors the result; agreement everywhere is centred on zero.
+    back = paired_difference(b, a)
+    assert back == (pytest.approx(-0.06), pytest.approx(-hi), pytest.approx(-lo))
+    same, slo, shi = paired_difference(a, a)
+    assert same == 0
+    assert slo == pytest.approx(-shi)
+    assert shi < 0.02
+    with pytest.raises(ValueError, match="differ in number"):
+        paired_difference(a, b[:-1])
+
+
+def test_systems_are_compared_only_on_the_same_requests() -> None:
+    rows = [{"mode": "saturation", "system": s} for s in ("large-only", "iccache-bandit")]
+    records = [
+        {"mode": "saturation", "system": "large-only", "question": "q1", "correct": True},
+        {"mode": "saturation", "system": "large-only", "question": "q2", "correct": False},
+        {"mode": "saturation", "system": "iccache-bandit", "question": "q1", "correct": True},
+        {"mode": "saturation", "system": "iccache-bandit", "question": "q2", "correct": True},
+    ]
+    compare(rows, records)
+    assert rows[0]["versus"] == {}  # no other baseline ran
+    assert rows[1]["versus"]["large-only"]["difference"] == pytest.approx(0.5)
+    records[3]["question"] = "q3"
+    with pytest.raises(ValueError, match="did not answer the same requests"):
+        compare(rows, records)

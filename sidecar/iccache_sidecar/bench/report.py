@@ -1,4 +1,5 @@
-"""Figures from outcomes: a row per (mode, system), written as JSON, Markdown and a PNG."""
+"""Figures from outcomes: a row per (mode, system), written as JSON, Markdown and a PNG,
+with each system's accuracy compared, request by request, to the baselines'."""
 
 from __future__ import annotations
 
@@ -9,11 +10,12 @@ from typing import Any
 
 import numpy as np
 
-from iccache_sidecar.bench.scoring import contains_answer, percentile, wilson
+from iccache_sidecar.bench.scoring import contains_answer, paired_difference, percentile, wilson
 from iccache_sidecar.bench.systems import Outcome
 from iccache_sidecar.bench.workloads import Item
 
 AGREEMENT_SIMILARITY = 0.8  # MiniLM cosine at which two answers count as saying the same
+BASELINES = ("large-only", "small-only", "semantic-cache")  # what iccache must be judged by
 
 
 def summarise(
@@ -57,6 +59,32 @@ def agreement_with(encoder: Any, responses: Sequence[str], reference: Sequence[s
     return [bool(x) for x in (np.sum(a * b, axis=1) >= AGREEMENT_SIMILARITY)]
 
 
+def compare(rows: Sequence[dict[str, Any]], records: Sequence[dict[str, Any]]) -> None:
+    """Add to each row ``versus``: its accuracy minus each baseline's on the same requests
+    of the same mode, with a paired 95% interval. ``records`` are the per-request
+    outcomes (mode, system, question, correct) in request order."""
+    correct: dict[tuple[str, str], list[tuple[str, bool]]] = {}
+    for r in records:
+        correct.setdefault((r["mode"], r["system"]), []).append((r["question"], bool(r["correct"])))
+    for row in rows:
+        mine = correct.get((row["mode"], row["system"]))
+        versus: dict[str, dict[str, Any]] = {}
+        for base in BASELINES:
+            theirs = correct.get((row["mode"], base))
+            if base == row["system"] or mine is None or theirs is None:
+                continue
+            if [q for q, _ in mine] != [q for q, _ in theirs]:
+                raise ValueError(f"{row['system']} and {base} ({row['mode']}) did not answer "
+                                 "the same requests; they cannot be compared pairwise")  # fmt: skip
+            diff, lo, hi = paired_difference([c for _, c in mine], [c for _, c in theirs])
+            versus[base] = {"difference": diff, "ci": [lo, hi]}
+        row["versus"] = versus
+
+
+def _points(value: float) -> str:
+    return f"{100 * value:+.1f}"
+
+
 def _pct(value: float) -> str:
     return f"{100 * value:.1f}%"
 
@@ -84,6 +112,23 @@ def markdown(rows: Sequence[dict[str, Any]], header: str) -> str:
             f"{r['throughput']:.2f} | {r['p50_latency']:.2f} | {r['p99_latency']:.2f} | "
             f"{r['p50_ttft']:.2f} | {acc} | {agree} | {rel_cost} |"
         )
+    compared = [r for r in rows if r.get("versus")]
+    if compared:
+        lines += [
+            "", "Accuracy minus each baseline's on the same requests, in points, with a "
+            "paired 95% interval (only the requests on which the two disagree count):", "",
+            "| mode | system | " + " | ".join(f"vs {b}" for b in BASELINES) + " |",
+            "|---|---|" + "---|" * len(BASELINES),
+        ]  # fmt: skip
+        for r in compared:
+            cells = []
+            for baseline in BASELINES:
+                v = r["versus"].get(baseline)
+                cells.append(
+                    f"{_points(v['difference'])} [{_points(v['ci'][0])}, {_points(v['ci'][1])}]"
+                    if v else "-"
+                )  # fmt: skip
+            lines.append(f"| {r['mode']} | {r['system']} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -127,8 +172,13 @@ def write(
     records: Sequence[dict[str, Any]] = (),
 ) -> None:
     out.mkdir(parents=True, exist_ok=True)
+    compare(rows, records)
     with (out / "outcomes.jsonl").open("w") as f:  # every request, for auditing
         f.writelines(json.dumps(r) + "\n" for r in records)
+    render(rows, meta, out)
+
+
+def render(rows: Sequence[dict[str, Any]], meta: dict[str, Any], out: Path) -> None:
     (out / "results.json").write_text(json.dumps({"meta": meta, "rows": list(rows)}, indent=2))
     header = (
         f"`{meta['command']}` — {meta['workload']} ({meta['style']} answers), small "
@@ -138,3 +188,16 @@ def write(
     )
     (out / "results.md").write_text(markdown(rows, header))
     plot(rows, out / "results.png", f"{meta['workload']} ({meta['style']} answers)")
+
+
+def rerender(out: Path) -> dict[str, Any]:
+    """Remake results.json/.md/.png of an earlier run from its own files (after a change
+    to the report, not to the measurement); returns the results."""
+    try:
+        results = json.loads((out / "results.json").read_text())
+        records = [json.loads(line) for line in (out / "outcomes.jsonl").open()]
+    except FileNotFoundError as exc:
+        raise ValueError(f"{out} holds no benchmark results: {exc.filename} is missing") from exc
+    compare(results["rows"], records)
+    render(results["rows"], results["meta"], out)
+    return dict(results)

@@ -1,5 +1,6 @@
 """Answer quality: the NQ-open rule (a normalised reference contained in the normalised
-response), agreement with the large model's answer, and Wilson confidence intervals."""
+response), agreement with the large model's answer, Wilson confidence intervals, and
+paired differences between two systems answering the same requests."""
 
 from __future__ import annotations
 
@@ -31,6 +32,26 @@ def wilson(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
     return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def paired_difference(
+    a: Sequence[bool], b: Sequence[bool], z: float = 1.96
+) -> tuple[float, float, float]:
+    """How much more often ``a`` is right than ``b`` on the same requests: the difference
+    of proportions and its 95% interval (Agresti and Min's adjusted Wald interval for
+    matched pairs: half a pair added to each cell). Only the requests on which the two
+    disagree move it, so it is much tighter than two separate intervals."""
+    if len(a) != len(b):
+        raise ValueError(f"paired outcomes differ in number: {len(a)} and {len(b)}")
+    n = len(a)
+    if n == 0:
+        return (0.0, -1.0, 1.0)
+    only_a = sum(1 for x, y in zip(a, b, strict=True) if x and not y)
+    only_b = sum(1 for x, y in zip(a, b, strict=True) if y and not x)
+    pa, pb, m = only_a + 0.5, only_b + 0.5, n + 2
+    centre = (pa - pb) / m
+    half = z * math.sqrt(((pa + pb) / m - centre * centre) / m)
+    return ((only_a - only_b) / n, max(-1.0, centre - half), min(1.0, centre + half))
 
 
 def percentile(values: Sequence[float], q: float) -> float:
