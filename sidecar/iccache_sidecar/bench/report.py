@@ -194,10 +194,10 @@ def rerender(out: Path) -> dict[str, Any]:
     """Remake results.json/.md/.png of an earlier run from its own files (after a change
     to the report, not to the measurement); returns the results."""
     try:
-        results = json.loads((out / "results.json").read_text())
+        results: dict[str, Any] = json.loads((out / "results.json").read_text())
         records = [json.loads(line) for line in (out / "outcomes.jsonl").open()]
     except FileNotFoundError as exc:
         raise ValueError(f"{out} holds no benchmark results: {exc.filename} is missing") from exc
     compare(results["rows"], records)
     render(results["rows"], results["meta"], out)
-    return dict(results)
+    return results
