@@ -2,13 +2,13 @@
 VENV := .venv
 BIN  := $(VENV)/bin
 
-.PHONY: setup test demo bench lint typecheck unit integration e2e chart clean cluster-build cluster-up cluster-down proto
+.PHONY: setup test demo bench lint typecheck layers unit integration e2e chart clean cluster-build cluster-up cluster-down proto
 
 setup:
 	scripts/setup
 
-## Lint, type-check, then every test tier (unit, then integration with real services).
-test: lint typecheck
+## Lint, type-check, check the package layers, then every test tier.
+test: lint typecheck layers
 	$(BIN)/pytest tests/unit tests/integration e2e
 
 ## The main job: the whole stack locally, real questions, one table (about 2.5 minutes; the first run also seeds the cache, about 2 more).
@@ -25,6 +25,10 @@ lint:
 
 typecheck:
 	$(BIN)/mypy
+
+## The layers contract in pyproject.toml ([tool.importlinter]): who may import whom.
+layers:
+	$(BIN)/lint-imports
 
 unit:
 	$(BIN)/pytest tests/unit
@@ -49,10 +53,10 @@ cluster-build:
 	scripts/build-cluster-tools
 
 cluster-up: cluster-build
-	$(BIN)/python -m iccache_sidecar.local.cluster up --detach
+	$(BIN)/python -m iccache_dev.local.cluster up --detach
 
 cluster-down:
-	$(BIN)/python -m iccache_sidecar.local.cluster down
+	$(BIN)/python -m iccache_dev.local.cluster down
 
 ## Regenerate the gRPC code from proto/ (a test fails when it is stale).
 proto:

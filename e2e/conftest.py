@@ -17,7 +17,7 @@ import pytest
 import yaml
 from e2e_support import Helm
 
-from iccache_sidecar.local.cluster import Binaries, LocalCluster, start_cluster
+from iccache_dev.local.cluster import Binaries, LocalCluster, start_cluster
 
 HERE = Path(__file__).resolve().parent
 
@@ -34,8 +34,9 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
     if external:
         config = yaml.safe_load(Path(external).read_text())
         server = config["clusters"][0]["cluster"]["server"]
-        yield LocalCluster(tmp_path_factory.mktemp("external"), Path(external), server,
-                           Binaries.find())  # fmt: skip
+        yield LocalCluster(
+            tmp_path_factory.mktemp("external"), Path(external), server, Binaries.find()
+        )
         return
     local = start_cluster(tmp_path_factory.mktemp("cluster"))
     try:

@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from iccache_sidecar.local.cluster import LocalCluster
+from iccache_dev.local.cluster import LocalCluster
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))

@@ -8,13 +8,16 @@ from collections.abc import Callable
 import pytest
 from e2e_support import CHART, KUBE_VERSION, Helm, gen_chart
 
-from iccache_sidecar.local.cluster import LocalCluster
+from iccache_dev.local.cluster import LocalCluster
 
 EVERYTHING = [
-    "--set", "metrics.serviceMonitor.enabled=true",
-    "--set", "metrics.dashboard.enabled=true",
-    "--set", "sample.enabled=true",
-]  # fmt: skip
+    "--set",
+    "metrics.serviceMonitor.enabled=true",
+    "--set",
+    "metrics.dashboard.enabled=true",
+    "--set",
+    "sample.enabled=true",
+]
 
 
 @pytest.mark.parametrize("values", [[], ["--set", "scope=namespaced", *EVERYTHING]])
@@ -33,7 +36,7 @@ def test_helm_lint_is_clean(helm: Helm, values: list[str]) -> None:
         ("image.pullPolicy=Sometimes", "/image/pullPolicy"),
         ("sample.spec.retrieval.maxExamples=99", "/sample/spec/retrieval/maxExamples"),
     ],
-)  # fmt: skip
+)
 def test_wrong_values_fail_install_naming_the_value(
     helm: Helm, new_namespace: Callable[..., str], setting: str, named: str
 ) -> None:
@@ -49,8 +52,9 @@ def test_chart_and_plain_manifests_are_generated_from_their_sources() -> None:
 
 
 def render(helm: Helm, namespace: str, *values: str) -> str:
-    return helm("template", "rel", str(CHART), "-n", namespace, "--kube-version",
-                KUBE_VERSION, *values).stdout  # fmt: skip
+    return helm(
+        "template", "rel", str(CHART), "-n", namespace, "--kube-version", KUBE_VERSION, *values
+    ).stdout
 
 
 def dry_run(cluster: LocalCluster, *args: str, input: str | None = None) -> str:
@@ -64,24 +68,34 @@ def service_monitor_crd(cluster: LocalCluster) -> None:
     """prometheus-operator's own ServiceMonitor CRD (from its Go module; see setup)."""
     crd = cluster.binaries.folder / "monitoring.coreos.com_servicemonitors.yaml"
     cluster.kubectl("apply", "--server-side", "-f", str(crd))
-    cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s",
-                    "crd/servicemonitors.monitoring.coreos.com")  # fmt: skip
+    cluster.kubectl(
+        "wait",
+        "--for=condition=Established",
+        "--timeout=60s",
+        "crd/servicemonitors.monitoring.coreos.com",
+    )
 
 
 def test_every_rendered_manifest_passes_server_side_dry_run(
-    cluster: LocalCluster, helm: Helm, new_namespace: Callable[..., str],
+    cluster: LocalCluster,
+    helm: Helm,
+    new_namespace: Callable[..., str],
     service_monitor_crd: None,
-) -> None:  # fmt: skip
+) -> None:
     cluster.kubectl("apply", "--server-side", "-f", str(gen_chart.CRD_SOURCE))
     restricted = {"pod-security.kubernetes.io/enforce": "restricted"}
     release_ns, watched = new_namespace(restricted), new_namespace(restricted)
     variants = {
         "defaults (cluster scope)": [],
-        "namespaced, every option": ["--set", "scope=namespaced",
-                                     "--set", f"watchNamespaces={{{release_ns},{watched}}}",
-                                     *EVERYTHING],
+        "namespaced, every option": [
+            "--set",
+            "scope=namespaced",
+            "--set",
+            f"watchNamespaces={{{release_ns},{watched}}}",
+            *EVERYTHING,
+        ],
         "cluster scope, every option": EVERYTHING,
-    }  # fmt: skip
+    }
     for name, values in variants.items():
         text = render(helm, release_ns, *values)
         out = dry_run(cluster, "-f", "-", input=text)

@@ -23,14 +23,14 @@ import redis
 import yaml
 from e2e_support import CHART, Helm
 
+from iccache_contract.settings import RouterSettings
+from iccache_dev.local import assets
+from iccache_dev.local.cluster import LocalCluster
+from iccache_dev.local.llamacpp import start_llm
+from iccache_dev.local.operator import start_operator
+from iccache_dev.local.process import ManagedProcess, free_port, wait_until
+from iccache_dev.local.redis import start_redis
 from iccache_operator.crd import CRD_FILE
-from iccache_sidecar.local import assets
-from iccache_sidecar.local.cluster import LocalCluster
-from iccache_sidecar.local.llamacpp import start_llm
-from iccache_sidecar.local.operator import start_operator
-from iccache_sidecar.local.process import ManagedProcess, free_port, wait_until
-from iccache_sidecar.local.redis import start_redis
-from iccache_sidecar.settings import RouterSettings
 
 RELEASE = "icc"
 SAMPLE = CRD_FILE.parent / "samples" / "cpu-llamacpp.yaml"
@@ -38,15 +38,18 @@ SAMPLE = CRD_FILE.parent / "samples" / "cpu-llamacpp.yaml"
 
 def token_kubeconfig(cluster: LocalCluster, namespace: str, account: str, path: Path) -> Path:
     """A kubeconfig that authenticates as the ServiceAccount (a TokenRequest token)."""
-    token = cluster.kubectl("create", "token", account, "-n", namespace,
-                            "--duration=2h").stdout.strip()  # fmt: skip
+    token = cluster.kubectl(
+        "create", "token", account, "-n", namespace, "--duration=2h"
+    ).stdout.strip()
     admin = yaml.safe_load(cluster.kubeconfig.read_text())
     config = {
-        "apiVersion": "v1", "kind": "Config", "current-context": "sa",
+        "apiVersion": "v1",
+        "kind": "Config",
+        "current-context": "sa",
         "clusters": [{"name": "c", "cluster": admin["clusters"][0]["cluster"]}],
         "users": [{"name": "sa", "user": {"token": token}}],
         "contexts": [{"name": "sa", "context": {"cluster": "c", "user": "sa"}}],
-    }  # fmt: skip
+    }
     path.write_text(yaml.safe_dump(config))
     return path
 
@@ -101,14 +104,18 @@ def chart_objects(cluster: LocalCluster, namespaces: list[str]) -> list[str]:
     for ns in namespaces:
         out = cluster.kubectl("get", kinds, "-n", ns, "-l", SELECTOR, "-o", "name").stdout
         found += out.split()
-    out = cluster.kubectl("get", "clusterroles,clusterrolebindings", "-l", SELECTOR,
-                          "-o", "name").stdout  # fmt: skip
+    out = cluster.kubectl(
+        "get", "clusterroles,clusterrolebindings", "-l", SELECTOR, "-o", "name"
+    ).stdout
     return found + out.split()
 
 
 def test_install_reconcile_upgrade_serve_uninstall(
-    cluster: LocalCluster, helm: Helm, installed: tuple[str, str], tmp_path: Path,
-) -> None:  # fmt: skip
+    cluster: LocalCluster,
+    helm: Helm,
+    installed: tuple[str, str],
+    tmp_path: Path,
+) -> None:
     release_ns, watched = installed
     k = cluster
     deployment = k.get_json("deployment", f"{RELEASE}-iccache", "-n", release_ns)
@@ -124,8 +131,9 @@ def test_install_reconcile_upgrade_serve_uninstall(
     assert not can("delete", "deployments.apps", "-n", watched)
     assert not can("list", "secrets", "-n", watched)
     assert not can("get", "incontextcaches.iccache.dev", "-n", release_ns)  # not watched
-    k.kubectl("create", "secret", "generic", "elsewhere", "-n", release_ns,
-              "--from-literal=token=s3cret")  # fmt: skip
+    k.kubectl(
+        "create", "secret", "generic", "elsewhere", "-n", release_ns, "--from-literal=token=s3cret"
+    )
     denied = as_operator(k, sa_config, "get", "secret", "elsewhere", "-n", release_ns)
     assert denied.returncode != 0
     assert "forbidden" in denied.stderr.lower()
@@ -140,9 +148,20 @@ def test_install_reconcile_upgrade_serve_uninstall(
         secret = k.get_json("secret", "demo-redis-auth", "-n", watched)
 
     # helm upgrade with changed values: the operator's Deployment follows.
-    helm("upgrade", RELEASE, str(CHART), "-n", release_ns, "--reuse-values",
-         "--set", "sidecarImage.tag=0.1.1", "--set", "operator.logLevel=debug",
-         "--wait", "--timeout=3m")  # fmt: skip
+    helm(
+        "upgrade",
+        RELEASE,
+        str(CHART),
+        "-n",
+        release_ns,
+        "--reuse-values",
+        "--set",
+        "sidecarImage.tag=0.1.1",
+        "--set",
+        "operator.logLevel=debug",
+        "--wait",
+        "--timeout=3m",
+    )
     upgraded = k.get_json("deployment", f"{RELEASE}-iccache", "-n", release_ns)
     container = upgraded["spec"]["template"]["spec"]["containers"][0]
     assert "--verbose" in container["args"]
@@ -159,8 +178,9 @@ def test_install_reconcile_upgrade_serve_uninstall(
         answers = serve_from_rendered(rendered["data"]["router.yaml"], password, tmp_path)
         assert all(a.strip() for a in answers)
         # Deleting the resource goes through the operator (kopf's finalizer).
-        deleted = k.kubectl("delete", "icc", "demo", "-n", watched, "--wait=true",
-                            "--timeout=60s", check=False)  # fmt: skip
+        deleted = k.kubectl(
+            "delete", "icc", "demo", "-n", watched, "--wait=true", "--timeout=60s", check=False
+        )
         assert deleted.returncode == 0, (deleted.stderr, upgraded_log.read_text()[-4000:])
     for path in (log, upgraded_log):
         text = path.read_text()
@@ -171,8 +191,7 @@ def test_install_reconcile_upgrade_serve_uninstall(
     # Uninstall: nothing of the release is left; the CRD stays (Helm keeps crds/).
     helm("uninstall", RELEASE, "-n", release_ns, "--wait")
     # helm waits for the objects it deleted; their Pods go afterwards, by the GC.
-    k.kubectl("wait", "--for=delete", "pod", "-l", SELECTOR, "-n", release_ns,
-              "--timeout=120s")  # fmt: skip
+    k.kubectl("wait", "--for=delete", "pod", "-l", SELECTOR, "-n", release_ns, "--timeout=120s")
     assert chart_objects(k, [release_ns, watched]) == []
     assert helm("list", "-n", release_ns, "-q").stdout.strip() == ""
     k.kubectl("get", "crd", "incontextcaches.iccache.dev")
@@ -189,8 +208,9 @@ def serve_from_rendered(settings_yaml: str, password: str, workdir: Path) -> lis
     with cache.process:
         port = cache.port
         small = start_llm(assets.SMOLLM2_135M.path(), "small", workdir, n_threads=1)
-        large = start_llm(assets.GEMMA3_270M.path(), "large", workdir, n_threads=1,
-                          chat_format="gemma")  # fmt: skip
+        large = start_llm(
+            assets.GEMMA3_270M.path(), "large", workdir, n_threads=1, chat_format="gemma"
+        )
         with small.process, large.process:
             doc["small"]["base_url"] = small.base_url
             doc["large"]["base_url"] = large.base_url
@@ -200,10 +220,11 @@ def serve_from_rendered(settings_yaml: str, password: str, workdir: Path) -> lis
             config = workdir / "router.yaml"
             config.write_text(yaml.safe_dump(doc))
             router = ManagedProcess(
-                "router", [sys.executable, "-m", "iccache_sidecar.cli", "serve",
-                           "--config", str(config)],
-                workdir / "router.log", env={"REDIS_PASSWORD": password, "HF_HUB_OFFLINE": "1"},
-            )  # fmt: skip
+                "router",
+                [sys.executable, "-m", "iccache_dataplane.cli", "serve", "--config", str(config)],
+                workdir / "router.log",
+                env={"REDIS_PASSWORD": password, "HF_HUB_OFFLINE": "1"},
+            )
             base = f"http://127.0.0.1:{http_port}"
 
             def ready() -> bool:
@@ -215,20 +236,30 @@ def serve_from_rendered(settings_yaml: str, password: str, workdir: Path) -> lis
             with router:
                 router.wait_ready(ready, timeout=120)
                 answers = []
-                for question in ("What is the capital of France?",
-                                 "What is the capital city of France?"):  # fmt: skip
-                    r = httpx.post(f"{base}/v1/chat/completions", timeout=120, json={
-                        "model": "iccache", "max_tokens": 16,
-                        "messages": [{"role": "user", "content": question}],
-                    })  # fmt: skip
+                for question in (
+                    "What is the capital of France?",
+                    "What is the capital city of France?",
+                ):
+                    r = httpx.post(
+                        f"{base}/v1/chat/completions",
+                        timeout=120,
+                        json={
+                            "model": "iccache",
+                            "max_tokens": 16,
+                            "messages": [{"role": "user", "content": question}],
+                        },
+                    )
                     assert r.status_code == 200, r.text
                     answers.append(r.json()["choices"][0]["message"]["content"])
                 # The router used the index and key prefix the operator chose, with the
                 # password from the operator's Secret.
                 client = redis.Redis(port=port, password=password)
                 index = client.ft(settings.redis.index_name)
-                wait_until(lambda: int(index.info()["num_docs"]) > 0, timeout=30,
-                           what="the large model's answer admitted to the cache")  # fmt: skip
+                wait_until(
+                    lambda: int(index.info()["num_docs"]) > 0,
+                    timeout=30,
+                    what="the large model's answer admitted to the cache",
+                )
                 keys = [k.decode() for k in client.scan_iter(count=1000)]
                 assert keys
                 assert all(k.startswith(settings.redis.key_prefix) for k in keys), keys

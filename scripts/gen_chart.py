@@ -95,57 +95,94 @@ def values_schema() -> dict[str, Any]:
     return {
         "$schema": "https://json-schema.org/draft-07/schema#",
         "title": "Values of the iccache chart",
-        **_object({
-            "global": {"type": "object", "description": "values shared with parent charts"},
-            "image": _image("the operator image"),
-            "sidecarImage": _image("the router/replay image the operator puts into pods"),
-            "imagePullSecrets": {"type": "array", "items": _object({"name": {"type": "string"}},
-                                                                    required=["name"])},
-            "operator": _object({
-                "replicas": {"type": "integer", "minimum": 0, "maximum": 1,
-                             "description": "0 (paused) or 1: the operator runs standalone"},
-                "logLevel": {"enum": ["info", "debug", "quiet"]},
-                "healthPort": {"type": "integer", "minimum": 1024, "maximum": 65535},
-                "resources": RESOURCES,
-                "nodeSelector": {"type": "object", "additionalProperties": {"type": "string"}},
-                "tolerations": {"type": "array", "items": {"type": "object"}},
-                "affinity": {"type": "object"},
-                "podAnnotations": {"type": "object", "additionalProperties": {"type": "string"}},
-                "podLabels": {"type": "object", "additionalProperties": {"type": "string"}},
-                "priorityClassName": {"type": "string"},
-            }),
-            "scope": {"enum": ["cluster", "namespaced"],
-                      "description": "cluster: watch every namespace; namespaced: only "
-                                     "watchNamespaces (RBAC follows)"},
-            "watchNamespaces": {"type": "array", "items": DNS_LABEL, "uniqueItems": True},
-            "rbac": _object({"create": {"type": "boolean"}}),
-            "serviceAccount": _object({
-                "create": {"type": "boolean"},
-                "name": {"type": "string"},
-                "annotations": {"type": "object", "additionalProperties": {"type": "string"}},
-            }),
-            "metrics": _object({
-                "serviceMonitor": _object({
-                    "enabled": {"type": "boolean"},
-                    "interval": {"type": "string", "pattern": "^[0-9]+(ms|s|m|h)$"},
-                    "labels": {"type": "object", "additionalProperties": {"type": "string"}},
-                }),
-                "dashboard": _object({
-                    "enabled": {"type": "boolean"},
-                    "labels": {"type": "object", "additionalProperties": {"type": "string"}},
-                }),
-            }),
-            "sample": _object({
-                "enabled": {"type": "boolean"},
-                "name": DNS_LABEL,
-                "spec": sample_spec,
-            }),
-        }),
-    }  # fmt: skip
+        **_object(
+            {
+                "global": {"type": "object", "description": "values shared with parent charts"},
+                "image": _image("the operator image"),
+                "sidecarImage": _image("the router/replay image the operator puts into pods"),
+                "imagePullSecrets": {
+                    "type": "array",
+                    "items": _object({"name": {"type": "string"}}, required=["name"]),
+                },
+                "operator": _object(
+                    {
+                        "replicas": {
+                            "type": "integer",
+                            "minimum": 0,
+                            "maximum": 1,
+                            "description": "0 (paused) or 1: the operator runs standalone",
+                        },
+                        "logLevel": {"enum": ["info", "debug", "quiet"]},
+                        "healthPort": {"type": "integer", "minimum": 1024, "maximum": 65535},
+                        "resources": RESOURCES,
+                        "nodeSelector": {
+                            "type": "object",
+                            "additionalProperties": {"type": "string"},
+                        },
+                        "tolerations": {"type": "array", "items": {"type": "object"}},
+                        "affinity": {"type": "object"},
+                        "podAnnotations": {
+                            "type": "object",
+                            "additionalProperties": {"type": "string"},
+                        },
+                        "podLabels": {"type": "object", "additionalProperties": {"type": "string"}},
+                        "priorityClassName": {"type": "string"},
+                    }
+                ),
+                "scope": {
+                    "enum": ["cluster", "namespaced"],
+                    "description": "cluster: watch every namespace; namespaced: only "
+                    "watchNamespaces (RBAC follows)",
+                },
+                "watchNamespaces": {"type": "array", "items": DNS_LABEL, "uniqueItems": True},
+                "rbac": _object({"create": {"type": "boolean"}}),
+                "serviceAccount": _object(
+                    {
+                        "create": {"type": "boolean"},
+                        "name": {"type": "string"},
+                        "annotations": {
+                            "type": "object",
+                            "additionalProperties": {"type": "string"},
+                        },
+                    }
+                ),
+                "metrics": _object(
+                    {
+                        "serviceMonitor": _object(
+                            {
+                                "enabled": {"type": "boolean"},
+                                "interval": {"type": "string", "pattern": "^[0-9]+(ms|s|m|h)$"},
+                                "labels": {
+                                    "type": "object",
+                                    "additionalProperties": {"type": "string"},
+                                },
+                            }
+                        ),
+                        "dashboard": _object(
+                            {
+                                "enabled": {"type": "boolean"},
+                                "labels": {
+                                    "type": "object",
+                                    "additionalProperties": {"type": "string"},
+                                },
+                            }
+                        ),
+                    }
+                ),
+                "sample": _object(
+                    {
+                        "enabled": {"type": "boolean"},
+                        "name": DNS_LABEL,
+                        "spec": sample_spec,
+                    }
+                ),
+            }
+        ),
+    }
 
 
 def helm() -> str:
-    from iccache_sidecar.local.cluster import Binaries
+    from iccache_dev.local.cluster import Binaries
 
     return Binaries.find()["helm"]
 
@@ -154,10 +191,19 @@ def render_manifests() -> dict[str, str]:
     """``helm template`` with the defaults, split into one file per kind, plus the
     CRD and a kustomization listing them."""
     done = subprocess.run(
-        [helm(), "template", RELEASE, str(CHART), "--namespace", NAMESPACE,
-         "--kube-version", KUBE_VERSION],
-        capture_output=True, text=True,
-    )  # fmt: skip
+        [
+            helm(),
+            "template",
+            RELEASE,
+            str(CHART),
+            "--namespace",
+            NAMESPACE,
+            "--kube-version",
+            KUBE_VERSION,
+        ],
+        capture_output=True,
+        text=True,
+    )
     if done.returncode != 0:
         raise SystemExit(f"helm template failed: {done.stderr.strip()}")
     docs = [d for d in yaml.safe_load_all(done.stdout) if d]
@@ -171,12 +217,18 @@ def render_manifests() -> dict[str, str]:
         name: header + yaml.safe_dump_all(items, sort_keys=False) for name, items in files.items()
     }
     out[CRD_SOURCE.name] = CRD_SOURCE.read_text()
-    out["kustomization.yaml"] = header + yaml.safe_dump({
-        "apiVersion": "kustomize.config.k8s.io/v1beta1",
-        "kind": "Kustomization",
-        "resources": [CRD_SOURCE.name, "namespace.yaml",
-                      *sorted(n for n in out if n not in (CRD_SOURCE.name, "namespace.yaml"))],
-    }, sort_keys=False)  # fmt: skip
+    out["kustomization.yaml"] = header + yaml.safe_dump(
+        {
+            "apiVersion": "kustomize.config.k8s.io/v1beta1",
+            "kind": "Kustomization",
+            "resources": [
+                CRD_SOURCE.name,
+                "namespace.yaml",
+                *sorted(n for n in out if n not in (CRD_SOURCE.name, "namespace.yaml")),
+            ],
+        },
+        sort_keys=False,
+    )
     return out
 
 

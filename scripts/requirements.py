@@ -1,16 +1,21 @@
-"""Print the third-party requirements of iccache (from pyproject.toml) one per line.
+"""Print the third-party requirements of every iccache distribution, one per line.
 
-Used by scripts/setup to fill the local wheelhouse before an offline install.
+Reads the build requirements and dependencies of each ``packages/*/pyproject.toml``,
+leaves out the project's own distributions (installed from the checkout) and prints the
+rest once each. Used by scripts/setup to fill the local wheelhouse before an offline
+install.
 """
 
-import sys
+import re
 import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-project = tomllib.loads((ROOT / "pyproject.toml").read_text())
-build = project["build-system"]["requires"]
-deps = list(project["project"]["dependencies"])
-for extra in sys.argv[1:]:
-    deps += project["project"]["optional-dependencies"][extra]
-print("\n".join(dict.fromkeys(build + deps)))
+OWN = re.compile(r"^iccache(-[a-z]+)?\b")
+
+reqs: list[str] = []
+for pyproject in sorted((ROOT / "packages").glob("*/pyproject.toml")):
+    project = tomllib.loads(pyproject.read_text())
+    reqs += project["build-system"]["requires"]
+    reqs += [d for d in project["project"]["dependencies"] if not OWN.match(d)]
+print("\n".join(dict.fromkeys(reqs)))

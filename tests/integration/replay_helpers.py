@@ -8,12 +8,14 @@ from typing import Any
 import numpy as np
 import redis.asyncio as aioredis
 
-from iccache_sidecar.app import example_store
-from iccache_sidecar.settings import RouterSettings
-from iccache_sidecar.store import ExampleStore, as_text, normalise_prompt
+from iccache_contract.settings import RouterSettings
+from iccache_dataplane.core.prompting import normalise_prompt
+from iccache_dataplane.storage.connect import example_store
+from iccache_dataplane.storage.examples import ExampleStore, example_fields
+from iccache_dataplane.storage.layout import ExampleField, as_text
 
-REQUIRED = ("tenant", "prompt", "response", "model", "embedding", "created_at", "tokens",
-            "uses", "rated", "helped", "gain")  # fmt: skip
+# Every field a new example is written with (the layout's own list, not a copy).
+REQUIRED = tuple(example_fields("t", "p", "r", np.zeros(2, dtype=np.float32), "m", 0.0))
 
 
 def open_store(settings: RouterSettings) -> ExampleStore:
@@ -36,16 +38,15 @@ async def seed(
 
 
 async def example(store: ExampleStore, example_id: str) -> dict[str, str]:
-    raw = await store.client.hgetall(store.example_key(example_id))
-    return {as_text(k): as_text(v) for k, v in raw.items() if as_text(k) != "embedding"}
+    raw = await store.client.hgetall(store.layout.example_key(example_id))
+    return {as_text(k): as_text(v) for k, v in raw.items() if as_text(k) != ExampleField.EMBEDDING}
 
 
 async def examples_of(store: ExampleStore) -> dict[str, dict[str, str]]:
     out = {}
-    async for key in store.client.scan_iter(match=f"{store.prefix}:ex:*"):
-        out[as_text(key).removeprefix(f"{store.prefix}:ex:")] = await example(
-            store, as_text(key).removeprefix(f"{store.prefix}:ex:")
-        )
+    async for key in store.client.scan_iter(match=store.layout.example_pattern):
+        example_id = store.layout.example_id(key)
+        out[example_id] = await example(store, example_id)
     return out
 
 
@@ -54,20 +55,23 @@ async def assert_consistent(store: ExampleStore, dimensions: int = 384) -> int:
     points at an existing example with that prompt. Returns the number of examples."""
     r: aioredis.Redis = store.client
     count = 0
-    async for key in r.scan_iter(match=f"{store.prefix}:ex:*"):
+    layout = store.layout
+    async for key in r.scan_iter(match=layout.example_pattern):
         fields = await r.hgetall(key)
         names = {as_text(k) for k in fields}
         missing = [f for f in REQUIRED if f not in names]
         assert not missing, f"{as_text(key)} lacks {missing}"
-        vector = np.frombuffer(fields[b"embedding"], dtype=np.float32)
+        vector = np.frombuffer(fields[ExampleField.EMBEDDING.encode()], dtype=np.float32)
         assert vector.shape == (dimensions,)
         assert abs(float(np.linalg.norm(vector)) - 1) < 1e-3
         count += 1
-    async for key in r.scan_iter(match=f"{store.prefix}:exact:*"):
+    async for key in r.scan_iter(match=layout.exact_pattern):
         target = await r.get(key)
         assert target is not None
-        tenant, prompt = await r.hmget(store.example_key(as_text(target)), ["tenant", "prompt"])
+        tenant, prompt = await r.hmget(
+            layout.example_key(as_text(target)), [ExampleField.TENANT, ExampleField.PROMPT]
+        )
         assert tenant is not None, f"{as_text(key)} points at a missing example"
-        assert store.exact_key(as_text(tenant), as_text(prompt)) == as_text(key)
+        assert layout.exact_key(as_text(tenant), as_text(prompt)) == as_text(key)
         assert normalise_prompt(as_text(prompt))
     return count

@@ -6,9 +6,9 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from iccache_sidecar.local.llamacpp import LocalLLM
-from iccache_sidecar.local.redis import LocalRedis
-from iccache_sidecar.settings import RouterSettings
+from iccache_contract.settings import RouterSettings
+from iccache_dev.local.llamacpp import LocalLLM
+from iccache_dev.local.redis import LocalRedis
 
 
 def make_settings(
@@ -18,14 +18,24 @@ def make_settings(
     no exploration (so routing is deterministic)."""
     prefix = f"t{uuid.uuid4().hex[:10]}"
     base: dict[str, Any] = {
-        "small": {"base_url": small_.base_url, "model": small_.alias, "cost_per_token": 0.2,
-                  "max_context_tokens": 2048, "timeout_seconds": 60},
-        "large": {"base_url": large_.base_url, "model": large_.alias, "cost_per_token": 1.0,
-                  "max_context_tokens": 2048, "timeout_seconds": 60},
+        "small": {
+            "base_url": small_.base_url,
+            "model": small_.alias,
+            "cost_per_token": 0.2,
+            "max_context_tokens": 2048,
+            "timeout_seconds": 60,
+        },
+        "large": {
+            "base_url": large_.base_url,
+            "model": large_.alias,
+            "cost_per_token": 1.0,
+            "max_context_tokens": 2048,
+            "timeout_seconds": 60,
+        },
         "redis": {"url": redis_.url, "index_name": prefix, "key_prefix": prefix},
         "routing": {"exploration_rate": 0.0},
         "server": {"host": "127.0.0.1", "http_port": 0, "grpc_port": 0, "max_tokens_default": 16},
-    }  # fmt: skip
+    }
     for name, values in sections.items():
         base[name] = {**base.get(name, {}), **values}
     return RouterSettings(**base)

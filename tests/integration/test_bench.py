@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from iccache_sidecar.bench.report import rerender
-from iccache_sidecar.bench.run import BenchConfig, run_bench
-from iccache_sidecar.bench.systems import SYSTEMS
-from iccache_sidecar.bench.workloads import NaturalQuestions
+from iccache_dev.bench.report import rerender
+from iccache_dev.bench.run import BenchConfig, run_bench
+from iccache_dev.bench.systems import SYSTEMS
+from iccache_dev.bench.workloads import NaturalQuestions
 
 
 def test_natural_questions_load_from_the_pinned_package() -> None:
@@ -23,9 +23,13 @@ def test_natural_questions_load_from_the_pinned_package() -> None:
 
 async def test_a_tiny_benchmark_compares_every_system(tmp_path: Path, embedder: Any) -> None:
     cfg = BenchConfig(
-        requests=4, rate_requests=3, rate=2.0, out=tmp_path, workdir=tmp_path / "stack",
+        requests=4,
+        rate_requests=3,
+        rate=2.0,
+        out=tmp_path,
+        workdir=tmp_path / "stack",
         command="pytest",
-    )  # fmt: skip
+    )
     rows = await run_bench(cfg, embedder)
     by = {(r["mode"], r["system"]): r for r in rows}
     assert set(by) == {(m, s) for m in ("saturation", "rate") for s in SYSTEMS}
@@ -37,8 +41,10 @@ async def test_a_tiny_benchmark_compares_every_system(tmp_path: Path, embedder: 
     assert by[("saturation", "small-only")]["offload"] == 1.0
     assert by[("saturation", "large-only")]["agreement"] == 1.0  # its own answers
     assert by[("saturation", "large-only")]["tokens"]["large"] > 0
-    assert by[("saturation", "small-only")]["tokens"] == {"small": by[("saturation",
-        "small-only")]["tokens"]["small"], "large": 0}  # fmt: skip
+    assert by[("saturation", "small-only")]["tokens"] == {
+        "small": by[("saturation", "small-only")]["tokens"]["small"],
+        "large": 0,
+    }
     outcomes = [json.loads(line) for line in (tmp_path / "outcomes.jsonl").read_text().splitlines()]
     assert len(outcomes) == len(SYSTEMS) * (4 + 3)
     assert all(o["response"].strip() for o in outcomes)  # no request was cut off
@@ -50,7 +56,10 @@ async def test_a_tiny_benchmark_compares_every_system(tmp_path: Path, embedder: 
         for base, v in row["versus"].items():
             assert v["difference"] == pytest.approx(row["accuracy"] - by[(mode, base)]["accuracy"])
             assert v["ci"][0] <= v["difference"] <= v["ci"][1]
-    assert set(by[("rate", "iccache-bandit")]["versus"]) == {"large-only", "small-only",
-                                                            "semantic-cache"}  # fmt: skip
+    assert set(by[("rate", "iccache-bandit")]["versus"]) == {
+        "large-only",
+        "small-only",
+        "semantic-cache",
+    }
     remade = rerender(tmp_path)
     assert [r["versus"] for r in remade["rows"]] == [r["versus"] for r in rows]

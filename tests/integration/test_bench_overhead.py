@@ -11,10 +11,26 @@ from pathlib import Path
 def test_overhead_benchmark_runs_end_to_end(tmp_path: Path) -> None:
     out = tmp_path / "overhead.json"
     done = subprocess.run(
-        [sys.executable, "-m", "iccache_sidecar.cli", "bench", "overhead", "--requests", "20",
-         "--concurrency", "1", "4", "--seed-examples", "40", "--json", str(out)],
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "iccache_dataplane.cli",
+            "bench",
+            "overhead",
+            "--requests",
+            "20",
+            "--concurrency",
+            "1",
+            "4",
+            "--seed-examples",
+            "40",
+            "--json",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "Router overhead" in done.stdout
     figures = json.loads(out.read_text())

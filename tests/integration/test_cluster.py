@@ -10,27 +10,37 @@ from typing import Any
 
 import yaml
 
-from iccache_sidecar.local.cluster import GPU, POOL_LABEL, LocalCluster
+from iccache_dev.local.cluster import GPU, POOL_LABEL, LocalCluster
 
 CHART = Path(__file__).parent / "charts" / "hello"
 
 
 def deployment(name: str, replicas: int, **pod_spec: Any) -> str:
     resources = pod_spec.pop("resources", {})
-    return yaml.safe_dump({
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": name},
-        "spec": {
-            "replicas": replicas,
-            "selector": {"matchLabels": {"app": name}},
-            "template": {
-                "metadata": {"labels": {"app": name}},
-                "spec": {"containers": [{"name": "main", "image": "registry.invalid/model:1",
-                                         "resources": resources}], **pod_spec},
+    return yaml.safe_dump(
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": name},
+            "spec": {
+                "replicas": replicas,
+                "selector": {"matchLabels": {"app": name}},
+                "template": {
+                    "metadata": {"labels": {"app": name}},
+                    "spec": {
+                        "containers": [
+                            {
+                                "name": "main",
+                                "image": "registry.invalid/model:1",
+                                "resources": resources,
+                            }
+                        ],
+                        **pod_spec,
+                    },
+                },
             },
-        },
-    })  # fmt: skip
+        }
+    )
 
 
 def pods(cluster: LocalCluster, ns: str, app: str) -> list[dict[str, Any]]:
@@ -46,16 +56,21 @@ def test_gpu_deployment_lands_on_its_pool_and_becomes_ready(
     k8s_cluster: LocalCluster, namespace: str
 ) -> None:
     manifest = deployment(
-        "large-model", 2,
+        "large-model",
+        2,
         resources={"limits": {GPU: "1"}},
         nodeSelector={POOL_LABEL: "gpu-a"},
         tolerations=[{"key": GPU, "operator": "Exists", "effect": "NoSchedule"}],
-    )  # fmt: skip
+    )
     k8s_cluster.kubectl("apply", "-n", namespace, "-f", "-", input=manifest)
     k8s_cluster.kubectl(
-        "wait", "-n", namespace, "--for=condition=Available", "deployment/large-model",
+        "wait",
+        "-n",
+        namespace,
+        "--for=condition=Available",
+        "deployment/large-model",
         "--timeout=120s",
-    )  # fmt: skip
+    )
     running = pods(k8s_cluster, namespace, "large-model")
     assert len(running) == 2
     for pod in running:
@@ -81,9 +96,15 @@ def test_without_the_toleration_nothing_lands_on_a_gpu_node(
     k8s_cluster.kubectl("apply", "-n", namespace, "-f", "-", input=greedy)
     scheduled_reason = '{.status.conditions[?(@.type=="PodScheduled")].reason}'
     k8s_cluster.kubectl(
-        "wait", "-n", namespace, "pod", "-l", "app=greedy", "--timeout=120s",
+        "wait",
+        "-n",
+        namespace,
+        "pod",
+        "-l",
+        "app=greedy",
+        "--timeout=120s",
         f"--for=jsonpath={scheduled_reason}=Unschedulable",
-    )  # fmt: skip
+    )
     (pod,) = pods(k8s_cluster, namespace, "greedy")
     assert "nodeName" not in pod["spec"]
     assert pod["status"]["phase"] == "Pending"
@@ -93,10 +114,15 @@ def test_deleting_an_owner_deletes_what_it_owns(k8s_cluster: LocalCluster, names
     k8s_cluster.kubectl("create", "configmap", "owner", "-n", namespace)
     uid = k8s_cluster.get_json("configmap", "owner", "-n", namespace)["metadata"]["uid"]
     dependent = {
-        "apiVersion": "v1", "kind": "ConfigMap",
-        "metadata": {"name": "dependent", "ownerReferences": [
-            {"apiVersion": "v1", "kind": "ConfigMap", "name": "owner", "uid": uid}]},
-    }  # fmt: skip
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": "dependent",
+            "ownerReferences": [
+                {"apiVersion": "v1", "kind": "ConfigMap", "name": "owner", "uid": uid}
+            ],
+        },
+    }
     k8s_cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(dependent))
     k8s_cluster.kubectl("apply", "-n", namespace, "-f", "-", input=deployment("web", 2))
     k8s_cluster.kubectl(

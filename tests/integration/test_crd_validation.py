@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 import yaml
 
+from iccache_dev.local.cluster import LocalCluster
 from iccache_operator.crd import CRD_FILE
-from iccache_sidecar.local.cluster import LocalCluster
 
 SAMPLE = yaml.safe_load((CRD_FILE.parent / "samples" / "cpu-llamacpp.yaml").read_text())
 
@@ -58,24 +58,37 @@ def _same_models(spec: dict[str, Any]) -> None:
 
 INVALID = [
     ("unknown engine", _set("models.small.engine", "tpu"), "spec.models.small.engine"),
-    ("external without endpoint", _set("models.large.engine", "external"),
-     "an external model needs an endpoint"),
-    ("endpoint on a llamacpp model", _set("models.small.endpoint", "http://x:8000/v1"),
-     "an external model needs an endpoint"),
+    (
+        "external without endpoint",
+        _set("models.large.engine", "external"),
+        "an external model needs an endpoint",
+    ),
+    (
+        "endpoint on a llamacpp model",
+        _set("models.small.endpoint", "http://x:8000/v1"),
+        "an external model needs an endpoint",
+    ),
     ("same small and large", _same_models, "small and large must be different models"),
     ("negative replicas", _set("models.small.replicas", -1), "spec.models.small.replicas"),
     ("zero cost", _set("models.large.costPerToken", 0), "spec.models.large.costPerToken"),
     ("cron with 3 fields", _set("replay.schedule", "0 3 *"), "exactly 5 fields"),
     ("unknown policy", _set("routing.policy", "coin-flip"), "spec.routing.policy"),
     ("exploration over 1", _set("routing.explorationRate", 2), "spec.routing.explorationRate"),
-    ("external cache without url", _set("cache.mode", "external"),
-     "mode external needs cache.external"),
-    ("bad endpoint scheme", lambda s: s["models"].__setitem__("large", {
-        "engine": "external", "model": "m", "endpoint": "ftp://host/v1"}),
-     "spec.models.large.endpoint"),
+    (
+        "external cache without url",
+        _set("cache.mode", "external"),
+        "mode external needs cache.external",
+    ),
+    (
+        "bad endpoint scheme",
+        lambda s: s["models"].__setitem__(
+            "large", {"engine": "external", "model": "m", "endpoint": "ftp://host/v1"}
+        ),
+        "spec.models.large.endpoint",
+    ),
     ("missing models", _drop("models"), "spec.models"),
     ("bad tenant", _set("cache.defaultTenant", "has space"), "spec.cache.defaultTenant"),
-]  # fmt: skip
+]
 
 
 @pytest.mark.parametrize(("what", "change", "needle"), INVALID, ids=[c[0] for c in INVALID])

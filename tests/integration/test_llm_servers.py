@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from openai import OpenAI
 
-from iccache_sidecar.local.llamacpp import LocalLLM
+from iccache_dev.local.llamacpp import LocalLLM
 
 
 def _client(server: LocalLLM) -> OpenAI:

@@ -12,11 +12,11 @@ import pytest
 import yaml
 from operator_faults import HOLD_SECONDS, HOLDING
 
+from iccache_dev.local.cluster import POOL_LABEL, LocalCluster
+from iccache_dev.local.operator import start_operator
+from iccache_dev.local.process import ManagedProcess, wait_until
 from iccache_operator.crd import CRD_FILE
 from iccache_operator.handlers import RESYNC_SECONDS
-from iccache_sidecar.local.cluster import POOL_LABEL, LocalCluster
-from iccache_sidecar.local.operator import start_operator
-from iccache_sidecar.local.process import ManagedProcess, wait_until
 
 SAMPLES = CRD_FILE.parent / "samples"
 HERE = Path(__file__).parent
@@ -27,9 +27,11 @@ def operator(
     crd_installed: LocalCluster, namespace: str, tmp_path: Path
 ) -> Iterator[ManagedProcess]:
     proc = start_operator(
-        ["--standalone", "--namespace", namespace], crd_installed.kubeconfig,
-        tmp_path / "operator.log", {"ICCACHE_SIDECAR_IMAGE": "example/sidecar:1"},
-    )  # fmt: skip
+        ["--standalone", "--namespace", namespace],
+        crd_installed.kubeconfig,
+        tmp_path / "operator.log",
+        {"ICCACHE_SIDECAR_IMAGE": "example/sidecar:1"},
+    )
     try:
         yield proc
     finally:
@@ -57,17 +59,27 @@ def test_sample_reconciles_to_ready_and_follows_changes(
     status = icc["status"]
     assert status["observedGeneration"] == icc["metadata"]["generation"]
     conditions = {c["type"]: c["status"] for c in status["conditions"]}
-    assert conditions == {"ModelsReady": "True", "CacheReady": "True", "RouterReady": "True",
-                          "ReplayScheduled": "True", "Ready": "True"}  # fmt: skip
+    assert conditions == {
+        "ModelsReady": "True",
+        "CacheReady": "True",
+        "RouterReady": "True",
+        "ReplayScheduled": "True",
+        "Ready": "True",
+    }
     assert status["small"] == {"replicas": 1, "readyReplicas": 1}
     assert status["endpoints"]["http"] == f"http://demo-router.{namespace}.svc:8080/v1"
     children = [
-        ("deployment", "demo-small"), ("deployment", "demo-large"),
-        ("deployment", "demo-router"), ("statefulset", "demo-redis"),
-        ("service", "demo-router"), ("configmap", "demo-router-config"),
-        ("cronjob", "demo-replay"), ("secret", "demo-redis-auth"),
-        ("networkpolicy", "demo-redis"), ("serviceaccount", "demo-iccache"),
-    ]  # fmt: skip
+        ("deployment", "demo-small"),
+        ("deployment", "demo-large"),
+        ("deployment", "demo-router"),
+        ("statefulset", "demo-redis"),
+        ("service", "demo-router"),
+        ("configmap", "demo-router-config"),
+        ("cronjob", "demo-replay"),
+        ("secret", "demo-redis-auth"),
+        ("networkpolicy", "demo-redis"),
+        ("serviceaccount", "demo-iccache"),
+    ]
     for kind, name in children:
         assert get(k, namespace, kind, name) is not None, (kind, name)
     cron = get(k, namespace, "cronjob", "demo-replay")
@@ -79,31 +91,48 @@ def test_sample_reconciles_to_ready_and_follows_changes(
     before = get(k, namespace, "deployment", "demo-router")
     assert before is not None
     old_hash = template_hash(before)
-    k.kubectl("patch", "icc", "demo", "-n", namespace, "--type=merge",
-              "-p", json.dumps({"spec": {"router": {"replicas": 3},
-                                         "retrieval": {"maxExamples": 5}}}))  # fmt: skip
+    k.kubectl(
+        "patch",
+        "icc",
+        "demo",
+        "-n",
+        namespace,
+        "--type=merge",
+        "-p",
+        json.dumps({"spec": {"router": {"replicas": 3}, "retrieval": {"maxExamples": 5}}}),
+    )
 
     def rolled() -> bool:
         dep = get(k, namespace, "deployment", "demo-router")
         cm = get(k, namespace, "configmap", "demo-router-config")
         return bool(
-            dep and cm and dep["spec"]["replicas"] == 3
+            dep
+            and cm
+            and dep["spec"]["replicas"] == 3
             and template_hash(dep) != old_hash
             and yaml.safe_load(cm["data"]["router.yaml"])["retrieval"]["max_examples"] == 5
-        )  # fmt: skip
+        )
 
     wait_until(rolled, timeout=60, what="router scaled and rolled")
     k.kubectl("rollout", "status", "deployment/demo-router", "-n", namespace, "--timeout=120s")
 
     # A child deleted by hand comes back.
     k.kubectl("delete", "service", "demo-router", "-n", namespace)
-    wait_until(lambda: get(k, namespace, "service", "demo-router") is not None, timeout=60,
-               what="router Service restored")  # fmt: skip
+    wait_until(
+        lambda: get(k, namespace, "service", "demo-router") is not None,
+        timeout=60,
+        what="router Service restored",
+    )
 
     # Deleting the resource deletes everything it owns.
     k.kubectl("delete", "icc", "demo", "-n", namespace)
-    for target in ("deployment/demo-router", "deployment/demo-small", "statefulset/demo-redis",
-                   "configmap/demo-router-config", "cronjob/demo-replay"):  # fmt: skip
+    for target in (
+        "deployment/demo-router",
+        "deployment/demo-small",
+        "statefulset/demo-redis",
+        "configmap/demo-router-config",
+        "cronjob/demo-replay",
+    ):
         k.kubectl("wait", "-n", namespace, "--for=delete", target, "--timeout=120s")
 
 
@@ -115,8 +144,9 @@ def test_gpu_sample_models_land_on_their_pools(
     k.kubectl("apply", "-n", namespace, "-f", str(SAMPLES / "gpu-vllm.yaml"))
     k.kubectl("wait", "-n", namespace, "--for=condition=Ready", "icc/gpu", "--timeout=180s")
     for role, pool in (("small", "gpu-a"), ("large", "gpu-b")):
-        pods = k.get_json("pods", "-n", namespace, "-l",
-                          f"app.kubernetes.io/component=model-{role}")["items"]  # fmt: skip
+        pods = k.get_json(
+            "pods", "-n", namespace, "-l", f"app.kubernetes.io/component=model-{role}"
+        )["items"]
         assert pods
         for pod in pods:
             node = k.get_json("node", pod["spec"]["nodeName"])
@@ -129,16 +159,22 @@ def test_missing_secret_reports_ready_false_with_reason(
     doc = yaml.safe_load((SAMPLES / "cpu-llamacpp.yaml").read_text())
     doc["metadata"]["name"] = "broken"
     doc["spec"]["models"]["large"] = {
-        "engine": "external", "model": "big", "endpoint": "https://llm.example/v1",
+        "engine": "external",
+        "model": "big",
+        "endpoint": "https://llm.example/v1",
         "apiKeySecretRef": {"name": "no-such-secret", "key": "token"},
-    }  # fmt: skip
+    }
     doc["spec"]["cache"] = {"mode": "external", "external": {"url": "redis://cache:6379"}}
     crd_installed.kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(doc))
     reason = '{.status.conditions[?(@.type=="Ready")].reason}'
     crd_installed.kubectl(
-        "wait", "-n", namespace, "icc/broken", "--timeout=120s",
+        "wait",
+        "-n",
+        namespace,
+        "icc/broken",
+        "--timeout=120s",
         f"--for=jsonpath={reason}=InvalidReference",
-    )  # fmt: skip
+    )
     ready = next(
         c
         for c in crd_installed.get_json("icc", "broken", "-n", namespace)["status"]["conditions"]
@@ -157,16 +193,28 @@ def test_delete_during_a_reconcile_is_not_held_back(
     marker = tmp_path / "hold"
     log = tmp_path / "operator.log"
     proc = start_operator(
-        ["--standalone", "--namespace", namespace, "-m", "operator_faults"], k.kubeconfig, log,
-        {"ICCACHE_SIDECAR_IMAGE": "example/sidecar:1", "ICCACHE_TEST_HOLD_FILE": str(marker),
-         "PYTHONPATH": os.pathsep.join(filter(None, [str(HERE), os.environ.get("PYTHONPATH")]))},
-    )  # fmt: skip
+        ["--standalone", "--namespace", namespace, "-m", "operator_faults"],
+        k.kubeconfig,
+        log,
+        {
+            "ICCACHE_SIDECAR_IMAGE": "example/sidecar:1",
+            "ICCACHE_TEST_HOLD_FILE": str(marker),
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(HERE), os.environ.get("PYTHONPATH")])),
+        },
+    )
     with proc:
         k.bind_static_volume(namespace, "data-demo-redis-0")
         k.kubectl("apply", "-n", namespace, "-f", str(SAMPLES / "cpu-llamacpp.yaml"))
         k.kubectl("wait", "-n", namespace, "--for=condition=Ready", "icc/demo", "--timeout=180s")
         marker.touch()  # the next resync holds its first apply for HOLD_SECONDS
         wait_until(lambda: HOLDING in log.read_text(), timeout=RESYNC_SECONDS * 2 + 10)
-        k.kubectl("delete", "icc", "demo", "-n", namespace, "--wait=true",
-                  f"--timeout={HOLD_SECONDS * 4:.0f}s")  # fmt: skip
+        k.kubectl(
+            "delete",
+            "icc",
+            "demo",
+            "-n",
+            namespace,
+            "--wait=true",
+            f"--timeout={HOLD_SECONDS * 4:.0f}s",
+        )
     assert get(k, namespace, "icc", "demo") is None

@@ -7,7 +7,7 @@ from redis.commands.search.field import TagField, VectorField
 from redis.commands.search.index_definition import IndexDefinition, IndexType
 from redis.commands.search.query import Query
 
-from iccache_sidecar.local.redis import LocalRedis
+from iccache_dev.local.redis import LocalRedis
 
 
 def _vec(*xs: float) -> bytes:

@@ -21,14 +21,14 @@ from proxy import counting_proxy
 from replay_helpers import assert_consistent, example, examples_of, open_store, seed
 from router_settings import make_settings
 
-from iccache_sidecar.app import running
-from iccache_sidecar.loadboard import LoadBoard
-from iccache_sidecar.local.llamacpp import LocalLLM
-from iccache_sidecar.local.redis import LocalRedis
-from iccache_sidecar.replay.cache import ReplayCache
-from iccache_sidecar.replay.main import replay
-from iccache_sidecar.replay.rules import decayed_gain
-from iccache_sidecar.settings import RouterSettings
+from iccache_contract.settings import RouterSettings
+from iccache_dataplane.app import running
+from iccache_dataplane.replay.cache import ReplayCache
+from iccache_dataplane.replay.main import replay
+from iccache_dataplane.replay.rules import decayed_gain
+from iccache_dataplane.storage.loadboard import LoadBoard
+from iccache_dev.local.llamacpp import LocalLLM
+from iccache_dev.local.redis import LocalRedis
 
 FAST_REPLAY = {"samples": 2, "answer_max_tokens": 24, "paraphrases": 2, "low_load": 0.5}
 FRANCE = [
@@ -80,10 +80,15 @@ async def test_the_router_records_gains_and_replay_ranks_by_them(
     # Through the router: a request that uses an example records a gain for it.
     async with running(settings, encoder=embedder) as runtime:
         async with httpx.AsyncClient(base_url=runtime.base_url, timeout=120) as http:
-            r = await http.post("/chat/completions", headers={"x-iccache-tenant": "acme"}, json={
-                "model": "iccache", "max_tokens": 8,
-                "messages": [{"role": "user", "content": "Roughly how hot is boiling water?"}],
-            })  # fmt: skip
+            r = await http.post(
+                "/chat/completions",
+                headers={"x-iccache-tenant": "acme"},
+                json={
+                    "model": "iccache",
+                    "max_tokens": 8,
+                    "messages": [{"role": "user", "content": "Roughly how hot is boiling water?"}],
+                },
+            )
             assert r.status_code == 200, r.text
             used = r.json()["iccache"]["examples"]
         await runtime.service.drain()
@@ -123,9 +128,10 @@ async def test_expansion_adds_companions_that_the_router_retrieves(
     settings_for: Callable[..., RouterSettings], embedder: Any
 ) -> None:
     settings = settings_for(
-        cache={"exact_match": False}, routing={"policy": "always-small"},
+        cache={"exact_match": False},
+        routing={"policy": "always-small"},
         replay={"top_examples": 1},
-    )  # fmt: skip
+    )
     store = open_store(settings)
     [origin, *_] = await seed(store, embedder, "acme", ISOLATED)
     summary = await replay(settings, encoder=embedder)
@@ -145,10 +151,15 @@ async def test_expansion_adds_companions_that_the_router_retrieves(
         async with httpx.AsyncClient(base_url=runtime.base_url, timeout=120) as http:
             for companion_id, fields in companions.items():
                 tenant = {"x-iccache-tenant": "acme"}
-                r = await http.post("/chat/completions", headers=tenant, json={
-                    "model": "iccache", "max_tokens": 8,
-                    "messages": [{"role": "user", "content": fields["prompt"]}],
-                })  # fmt: skip
+                r = await http.post(
+                    "/chat/completions",
+                    headers=tenant,
+                    json={
+                        "model": "iccache",
+                        "max_tokens": 8,
+                        "messages": [{"role": "user", "content": fields["prompt"]}],
+                    },
+                )
                 assert r.status_code == 200, r.text
                 assert companion_id in r.json()["iccache"]["examples"]
         await runtime.service.drain()
@@ -192,32 +203,41 @@ async def test_eviction_keeps_capacity_and_removes_the_least_useful(
 async def _keep_router_busy(base_url: str, stop: asyncio.Event) -> None:
     async with httpx.AsyncClient(base_url=base_url, timeout=120) as http:
         while not stop.is_set():
-            await http.post("/chat/completions", headers={"x-iccache-skip-cache": "true"}, json={
-                "model": "iccache", "max_tokens": 32,
-                "messages": [{"role": "user", "content": "Count from one to twenty."}],
-            })  # fmt: skip
+            await http.post(
+                "/chat/completions",
+                headers={"x-iccache-skip-cache": "true"},
+                json={
+                    "model": "iccache",
+                    "max_tokens": 32,
+                    "messages": [{"role": "user", "content": "Count from one to twenty."}],
+                },
+            )
 
 
 async def test_busy_routers_keep_the_job_from_starting_and_stop_it_mid_run(
     settings_for: Callable[..., RouterSettings], embedder: Any
 ) -> None:
     settings = settings_for(
-        routing={"policy": "always-small"}, server={"max_concurrency": 2},
+        routing={"policy": "always-small"},
+        server={"max_concurrency": 2},
         replay={"low_load": 0.4},
-    )  # fmt: skip
+    )
     store = open_store(settings)
-    rows = [(f"What is {a} plus {b}?", "I do not know.", 0.5) for a, b in
-            [(2, 3), (4, 5), (6, 7), (8, 9), (10, 11), (12, 13), (14, 15), (16, 17)]]  # fmt: skip
+    rows = [
+        (f"What is {a} plus {b}?", "I do not know.", 0.5)
+        for a, b in [(2, 3), (4, 5), (6, 7), (8, 9), (10, 11), (12, 13), (14, 15), (16, 17)]
+    ]
     await seed(store, embedder, "acme", rows)
-    board = LoadBoard(store.client, settings.redis.key_prefix)
+    board = LoadBoard(store.client, store.layout)
     async with counting_proxy(settings.large.base_url) as proxy:
         settings = settings.model_copy(
             update={"large": settings.large.model_copy(update={"base_url": proxy.base_url})}
         )
         async with running(settings, encoder=embedder) as runtime:
             stop = asyncio.Event()
-            clients = [asyncio.create_task(_keep_router_busy(runtime.base_url, stop))
-                       for _ in range(2)]  # fmt: skip
+            clients = [
+                asyncio.create_task(_keep_router_busy(runtime.base_url, stop)) for _ in range(2)
+            ]
             await wait_until_async(lambda: board.current(), lambda v: v > 0.4, "router load")
             summary = await replay(settings, encoder=embedder)
             assert summary.status == "skipped-load", summary.to_json()
@@ -233,8 +253,9 @@ async def test_busy_routers_keep_the_job_from_starting_and_stop_it_mid_run(
                 lambda: _replayed(store), lambda n: n >= 1, "first replayed example"
             )
             stop.clear()
-            clients = [asyncio.create_task(_keep_router_busy(runtime.base_url, stop))
-                       for _ in range(2)]  # fmt: skip
+            clients = [
+                asyncio.create_task(_keep_router_busy(runtime.base_url, stop)) for _ in range(2)
+            ]
             summary = await job
             stop.set()
             await asyncio.gather(*clients)
@@ -288,8 +309,13 @@ async def test_budgets_are_exact_and_tenants_stay_apart(
         assert proxy.requests == 6
         assert proxy.tokens == summary.totals().tokens
 
-        tight = settings.model_copy(update={"replay": settings.replay.model_copy(
-            update={"budget_requests": 100, "budget_tokens": 600})})  # fmt: skip
+        tight = settings.model_copy(
+            update={
+                "replay": settings.replay.model_copy(
+                    update={"budget_requests": 100, "budget_tokens": 600}
+                )
+            }
+        )
         before = proxy.tokens
         summary = await replay(tight, encoder=embedder, tenant="globex")
         assert set(summary.tenants) == {"globex"}
@@ -312,9 +338,11 @@ def _settings_file(settings: RouterSettings, folder: Path) -> Path:
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
 async def test_killing_the_job_leaves_every_example_whole(
-    settings_for: Callable[..., RouterSettings], embedder: Any, tmp_path: Path,
+    settings_for: Callable[..., RouterSettings],
+    embedder: Any,
+    tmp_path: Path,
     sig: signal.Signals,
-) -> None:  # fmt: skip
+) -> None:
     settings = settings_for(replay={"samples": 2})
     store = open_store(settings)
     rows = [*FRANCE, *ISOLATED] + [
@@ -326,11 +354,18 @@ async def test_killing_the_job_leaves_every_example_whole(
     log = tmp_path / "replay.log"
     with log.open("w") as out:
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "iccache_sidecar.cli", "replay",
-            "--config", str(_settings_file(settings, tmp_path)),
-            "--summary-file", str(summary_file),
-            env={**os.environ, "HF_HUB_OFFLINE": "1"}, stdout=out, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+            sys.executable,
+            "-m",
+            "iccache_dataplane.cli",
+            "replay",
+            "--config",
+            str(_settings_file(settings, tmp_path)),
+            "--summary-file",
+            str(summary_file),
+            env={**os.environ, "HF_HUB_OFFLINE": "1"},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     try:
         await wait_until_async(lambda: _replayed(store), lambda n: n >= 2, "two replayed examples")
         proc.send_signal(sig)

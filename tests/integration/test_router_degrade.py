@@ -9,12 +9,12 @@ from typing import Any
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from iccache_sidecar.app import running
-from iccache_sidecar.domain import Route
-from iccache_sidecar.local import assets
-from iccache_sidecar.local.llamacpp import LocalLLM, start_llm
-from iccache_sidecar.local.redis import start_redis
-from iccache_sidecar.settings import RouterSettings
+from iccache_contract.settings import RouterSettings
+from iccache_dataplane.app import running
+from iccache_dataplane.core.domain import Route
+from iccache_dev.local import assets
+from iccache_dev.local.llamacpp import LocalLLM, start_llm
+from iccache_dev.local.redis import start_redis
 
 Q = {"role": "user", "content": "What is the capital city of Japan?"}
 Q2 = {"role": "user", "content": "Which river flows through Paris?"}
@@ -74,7 +74,7 @@ async def test_embedder_down_routes_without_examples(
     router_settings: Callable[..., RouterSettings], embedder: Any
 ) -> None:
     async with running(router_settings(), encoder=embedder) as rt:
-        await rt.service.embedder.stop()  # type: ignore[union-attr]
+        await rt.service.planner.embedder.stop()  # type: ignore[union-attr]
         async with httpx.AsyncClient(
             base_url=f"http://127.0.0.1:{rt.http_port}", timeout=120
         ) as http:

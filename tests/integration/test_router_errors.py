@@ -9,8 +9,8 @@ from typing import Any
 import httpx
 import pytest
 
-from iccache_sidecar.app import Runtime, running
-from iccache_sidecar.settings import RouterSettings
+from iccache_contract.settings import RouterSettings
+from iccache_dataplane.app import Runtime, running
 
 USER = [{"role": "user", "content": "hello"}]
 
@@ -26,14 +26,23 @@ USER = [{"role": "user", "content": "hello"}]
         ({"model": "iccache", "messages": USER, "max_tokens": 0}, 400, "max_tokens"),
         ({"model": "iccache", "messages": USER, "n": 3}, 400, "n"),
         ({"model": "iccache", "messages": [{"role": "wizard", "content": "x"}]}, 400, "role"),
-        ({"model": "iccache", "messages": [{"role": "user", "content": "   "}]}, 400,
-         "non-empty user message"),
-        ({"model": "iccache", "messages": [{"role": "user", "content": "word " * 4000}]}, 400,
-         "context"),
-        ({"model": "iccache", "messages": USER, "iccache": {"force_model": "medium"}}, 400,
-         "force_model"),
+        (
+            {"model": "iccache", "messages": [{"role": "user", "content": "   "}]},
+            400,
+            "non-empty user message",
+        ),
+        (
+            {"model": "iccache", "messages": [{"role": "user", "content": "word " * 4000}]},
+            400,
+            "context",
+        ),
+        (
+            {"model": "iccache", "messages": USER, "iccache": {"force_model": "medium"}},
+            400,
+            "force_model",
+        ),
     ],
-)  # fmt: skip
+)
 async def test_bad_chat_requests(icc: Runtime, body: Any, status: int, needle: str) -> None:
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{icc.http_port}") as http:
         if isinstance(body, str):

@@ -13,9 +13,9 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
     ProtoReflectionDescriptorDatabase,
 )
 
-from iccache_sidecar.app import Runtime
-from iccache_sidecar.gen.iccache.v1 import router_pb2 as pb
-from iccache_sidecar.gen.iccache.v1 import router_pb2_grpc as pb_grpc
+from iccache_dataplane.app import Runtime
+from iccache_dataplane.gen.iccache.v1 import router_pb2 as pb
+from iccache_dataplane.gen.iccache.v1 import router_pb2_grpc as pb_grpc
 
 
 @pytest.fixture
@@ -91,15 +91,19 @@ async def test_reflection_lists_and_describes_the_service(icc: Runtime) -> None:
     ("request_", "needle"),
     [
         (pb.GenerateRequest(max_tokens=4), "exactly one of messages and prompt"),
-        (pb.GenerateRequest(prompt="x", messages=[pb.Message(role="user", content="y")]),
-         "exactly one of messages and prompt"),
+        (
+            pb.GenerateRequest(prompt="x", messages=[pb.Message(role="user", content="y")]),
+            "exactly one of messages and prompt",
+        ),
         (pb.GenerateRequest(messages=[pb.Message(role="robot", content="hi")]), "role"),
         (pb.GenerateRequest(prompt="hi", temperature=7.0), "temperature"),
-        (pb.GenerateRequest(messages=[pb.Message(role="system", content="be nice")]),
-         "non-empty user message"),
+        (
+            pb.GenerateRequest(messages=[pb.Message(role="system", content="be nice")]),
+            "non-empty user message",
+        ),
         (pb.GenerateRequest(prompt="hi", tenant="no spaces allowed"), "tenant"),
     ],
-)  # fmt: skip
+)
 async def test_invalid_requests_are_invalid_argument(
     channel: grpc.aio.Channel, request_: pb.GenerateRequest, needle: str
 ) -> None:

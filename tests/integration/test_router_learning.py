@@ -9,8 +9,8 @@ from typing import Any
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from iccache_sidecar.app import Runtime, running
-from iccache_sidecar.settings import RouterSettings
+from iccache_contract.settings import RouterSettings
+from iccache_dataplane.app import Runtime, running
 
 QUESTIONS = [
     "What is the capital of France?",
@@ -80,9 +80,12 @@ async def test_feedback_teaches_which_examples_hurt_and_survives_restart(
     ):
         seed = await http.post(
             "/v1/chat/completions",
-            json={"model": "gemma3", "max_tokens": 8,
-                  "messages": [{"role": "user", "content": "What is the capital of Italy?"}]},
-        )  # fmt: skip
+            json={
+                "model": "gemma3",
+                "max_tokens": 8,
+                "messages": [{"role": "user", "content": "What is the capital of Italy?"}],
+            },
+        )
         assert seed.status_code == 200
         await rt.service.drain()
         # The large model's answer was right: its arm of the bandit learns that.
@@ -95,9 +98,13 @@ async def test_feedback_teaches_which_examples_hurt_and_survives_restart(
         for _ in range(4):
             r = await http.post(
                 "/v1/chat/completions",
-                json={"model": "smollm2", "messages": [ask], "max_tokens": 2,
-                      "iccache": {"no_store": True}},
-            )  # fmt: skip
+                json={
+                    "model": "smollm2",
+                    "messages": [ask],
+                    "max_tokens": 2,
+                    "iccache": {"no_store": True},
+                },
+            )
             info = r.json()["iccache"]
             assert info["route"] == "small"
             assert len(info["examples"]) == 1
@@ -111,16 +118,24 @@ async def test_feedback_teaches_which_examples_hurt_and_survives_restart(
         # learned that the small model fails on such requests, so it picks the large one.
         forced = await http.post(
             "/v1/chat/completions",
-            json={"model": "smollm2", "messages": [ask], "max_tokens": 2,
-                  "iccache": {"no_store": True}},
-        )  # fmt: skip
+            json={
+                "model": "smollm2",
+                "messages": [ask],
+                "max_tokens": 2,
+                "iccache": {"no_store": True},
+            },
+        )
         assert forced.json()["iccache"]["route"] == "small"
         assert forced.json()["iccache"]["examples"] == []  # excluded although similar
         routed = await http.post(
             "/v1/chat/completions",
-            json={"model": "iccache", "messages": [ask], "max_tokens": 2,
-                  "iccache": {"no_store": True}},
-        )  # fmt: skip
+            json={
+                "model": "iccache",
+                "messages": [ask],
+                "max_tokens": 2,
+                "iccache": {"no_store": True},
+            },
+        )
         assert routed.json()["iccache"]["route"] == "large"
         learned = rt.service.policy.observations  # type: ignore[attr-defined]
         assert learned == 4
@@ -148,9 +163,12 @@ async def test_a_judge_model_rates_sampled_small_answers(
             for q in QUESTIONS[:3]:
                 r = await http.post(
                     "/v1/chat/completions",
-                    json={"model": "iccache", "max_tokens": 8,
-                          "messages": [{"role": "user", "content": q}]},
-                )  # fmt: skip
+                    json={
+                        "model": "iccache",
+                        "max_tokens": 8,
+                        "messages": [{"role": "user", "content": q}],
+                    },
+                )
                 assert r.json()["iccache"]["route"] == "small"
             await rt.service.drain()
             text = (await http.get("/metrics")).text

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from iccache_sidecar.local import assets
+from iccache_dev.local import assets
 
 
 @pytest.fixture

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from iccache_sidecar.bench.report import compare
-from iccache_sidecar.bench.scoring import (
+from iccache_dev.bench.report import compare
+from iccache_dev.bench.scoring import (
     contains_answer,
     normalise_answer,
     paired_difference,
     percentile,
     wilson,
 )
-from iccache_sidecar.bench.workloads import parse_topic_line
+from iccache_dev.bench.workloads import parse_topic_line
 
 
 def test_topic_lines_with_plain_and_csv_quoted_answer_lists() -> None:

@@ -1,6 +1,7 @@
 import pytest
 
-from iccache_sidecar.judge import Verdict, read_verdict
+from iccache_dataplane.backends.judge import read_verdict
+from iccache_dataplane.core.domain import Verdict
 
 
 @pytest.mark.parametrize(

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
+from iccache_contract.settings import BackendSettings, RouterSettings
 from iccache_operator.api import InContextCacheSpec
 from iccache_operator.children.common import Owner, SpecError
 from iccache_operator.plan import plan, referenced_secrets
@@ -20,7 +21,6 @@ from iccache_operator.status import (
     last_replay,
     merge_conditions,
 )
-from iccache_sidecar.settings import BackendSettings, RouterSettings
 
 SAMPLES = Path(__file__).resolve().parents[2] / "crds" / "samples"
 OWNER = Owner("demo", "ml", "uid-123")
@@ -41,13 +41,19 @@ def test_cpu_sample_builds_every_child_with_owner_and_labels() -> None:
     children = build(sample("cpu-llamacpp.yaml"))
     assert set(children) == {
         ("ServiceAccount", "demo-iccache"),
-        ("Deployment", "demo-small"), ("Service", "demo-small"),
-        ("Deployment", "demo-large"), ("Service", "demo-large"),
-        ("StatefulSet", "demo-redis"), ("Service", "demo-redis"),
-        ("NetworkPolicy", "demo-redis"), ("Secret", "demo-redis-auth"),
-        ("ConfigMap", "demo-router-config"), ("Deployment", "demo-router"),
-        ("Service", "demo-router"), ("CronJob", "demo-replay"),
-    }  # fmt: skip
+        ("Deployment", "demo-small"),
+        ("Service", "demo-small"),
+        ("Deployment", "demo-large"),
+        ("Service", "demo-large"),
+        ("StatefulSet", "demo-redis"),
+        ("Service", "demo-redis"),
+        ("NetworkPolicy", "demo-redis"),
+        ("Secret", "demo-redis-auth"),
+        ("ConfigMap", "demo-router-config"),
+        ("Deployment", "demo-router"),
+        ("Service", "demo-router"),
+        ("CronJob", "demo-replay"),
+    }
     for m in children.values():
         (ref,) = m["metadata"]["ownerReferences"]
         assert ref["uid"] == "uid-123"
@@ -123,8 +129,13 @@ def test_router_counts_a_model_busy_at_the_engines_parallel_sequences(
     engine: str, replicas: int, args: list[str], env: list[dict[str, str]], busy_at: int
 ) -> None:
     spec = sample("cpu-llamacpp.yaml")
-    spec["models"]["large"] = {"engine": engine, "model": "m", "replicas": replicas,
-                               "args": args, "env": env}  # fmt: skip
+    spec["models"]["large"] = {
+        "engine": engine,
+        "model": "m",
+        "replicas": replicas,
+        "args": args,
+        "env": env,
+    }
     assert router_backends(spec).large.max_in_flight == busy_at
 
 
@@ -132,8 +143,11 @@ def test_max_in_flight_set_by_the_user_wins_and_external_models_keep_the_router_
     spec = sample("cpu-llamacpp.yaml")
     spec["models"]["small"]["maxInFlight"] = 1
     spec["models"]["small"]["args"] = ["--parallel", "8"]
-    spec["models"]["large"] = {"engine": "external", "model": "gpt-large",
-                               "endpoint": "https://llm.example/v1"}  # fmt: skip
+    spec["models"]["large"] = {
+        "engine": "external",
+        "model": "gpt-large",
+        "endpoint": "https://llm.example/v1",
+    }
     settings = router_backends(spec)
     assert settings.small.max_in_flight == 1
     assert settings.large.max_in_flight == BackendSettings.model_fields["max_in_flight"].default
@@ -164,9 +178,12 @@ def test_changed_settings_change_the_config_hash_and_roll_the_router() -> None:
 
 def test_external_model_and_external_cache_create_no_servers() -> None:
     spec = sample("cpu-llamacpp.yaml")
-    spec["models"]["large"] = {"engine": "external", "model": "gpt-large",
-                               "endpoint": "https://llm.example/v1/",
-                               "apiKeySecretRef": {"name": "llm-key", "key": "token"}}  # fmt: skip
+    spec["models"]["large"] = {
+        "engine": "external",
+        "model": "gpt-large",
+        "endpoint": "https://llm.example/v1/",
+        "apiKeySecretRef": {"name": "llm-key", "key": "token"},
+    }
     spec["cache"] = {"mode": "external", "external": {"url": "redis://cache:6379"}}
     children = build(spec)
     kinds = {k for k, _ in children}
@@ -201,8 +218,10 @@ def test_replay_cronjob_and_network_policy() -> None:
     replay = RouterSettings.model_validate(yaml.safe_load(text)).replay
     assert (replay.budget_requests, replay.budget_tokens, replay.low_load) == (7, 900, 0.1)
     policy = children[("NetworkPolicy", "demo-redis")]["spec"]
-    allowed = [p["podSelector"]["matchLabels"]["app.kubernetes.io/component"]
-               for p in policy["ingress"][0]["from"]]  # fmt: skip
+    allowed = [
+        p["podSelector"]["matchLabels"]["app.kubernetes.io/component"]
+        for p in policy["ingress"][0]["from"]
+    ]
     assert allowed == ["router", "replay"]
 
 

@@ -7,11 +7,11 @@ import random
 import numpy as np
 import pytest
 
-from iccache_sidecar.domain import BackendLoad, LoadSnapshot, RequestFeatures, Route
-from iccache_sidecar.routing.bandit import BanditPolicy
-from iccache_sidecar.routing.base import RoutingContext, load_relief
-from iccache_sidecar.routing.registry import POLICIES, make_policy
-from iccache_sidecar.settings import RoutingSettings
+from iccache_contract.settings import RoutingSettings
+from iccache_dataplane.core.domain import BackendLoad, LoadSnapshot, RequestFeatures, Route
+from iccache_dataplane.routing.bandit import BanditPolicy
+from iccache_dataplane.routing.base import RoutingContext, load_relief
+from iccache_dataplane.routing.registry import POLICIES, make_policy
 
 IDLE = LoadSnapshot(BackendLoad(0, 8, 0.1, True), BackendLoad(0, 8, 0.5, True))
 LARGE_SATURATED = LoadSnapshot(BackendLoad(0, 8, 0.1, True), BackendLoad(8, 8, 3.0, True))
@@ -21,16 +21,24 @@ SMALL_SATURATED = LoadSnapshot(BackendLoad(8, 8, 1.0, True), BackendLoad(0, 8, 0
 
 def features(sim: float, n: int = 3, value: float = 0.5) -> RequestFeatures:
     return RequestFeatures(
-        max_similarity=sim, mean_similarity=sim if n else 0.0, mean_value=value,
-        n_examples=n, max_examples=3, prompt_tokens=20,
-    )  # fmt: skip
+        max_similarity=sim,
+        mean_similarity=sim if n else 0.0,
+        mean_value=value,
+        n_examples=n,
+        max_examples=3,
+        prompt_tokens=20,
+    )
 
 
 def bandit(epsilon: float = 0.0, tolerance: float = 0.0) -> BanditPolicy:
     return BanditPolicy(
-        quality_target=0.7, exploration_rate=epsilon, high_load=0.8, relief=0.3,
-        quality_tolerance=tolerance, rng=random.Random(7),
-    )  # fmt: skip
+        quality_target=0.7,
+        exploration_rate=epsilon,
+        high_load=0.8,
+        relief=0.3,
+        quality_tolerance=tolerance,
+        rng=random.Random(7),
+    )
 
 
 async def test_bandit_prior_sends_close_paraphrases_small_and_unrelated_large() -> None:
@@ -160,7 +168,7 @@ async def test_fixed_policies(name: str, route: Route) -> None:
 def test_every_configurable_policy_is_in_the_table() -> None:
     from typing import get_args
 
-    from iccache_sidecar.settings import PolicyName
+    from iccache_contract.settings import PolicyName
 
     assert set(POLICIES) == set(get_args(PolicyName))
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from iccache_sidecar.local.process import ServiceError, wait_until
+from iccache_dev.local.process import ServiceError, wait_until
 
 
 def test_returns_once_condition_holds() -> None:

@@ -8,12 +8,11 @@ import random
 import numpy as np
 import pytest
 
-from iccache_sidecar.domain import ChatMessage, Usage
-from iccache_sidecar.judge import PROMPT
-from iccache_sidecar.loadboard import fresh_peak
-from iccache_sidecar.replay.budget import Budget, BudgetExhausted, prompt_token_bound
-from iccache_sidecar.replay.pickers import JudgePicker
-from iccache_sidecar.replay.rules import (
+from iccache_dataplane.backends.judge import PROMPT
+from iccache_dataplane.core.domain import ChatMessage, Usage
+from iccache_dataplane.replay.budget import Budget, BudgetExhausted, prompt_token_bound
+from iccache_dataplane.replay.pickers import JudgePicker
+from iccache_dataplane.replay.rules import (
     Action,
     ExampleMeta,
     agreement_scores,
@@ -24,14 +23,22 @@ from iccache_sidecar.replay.rules import (
     parse_paraphrases,
     retention,
 )
-from iccache_sidecar.replay.summary import ReplaySummary
+from iccache_dataplane.replay.summary import ReplaySummary
+from iccache_dataplane.storage.loadboard import fresh_peak
 
 NOW = 1_000_000.0
 DAY = 86_400.0
 
 
-def meta(i: str, *, age: float = DAY, idle: float = 0.0, uses: int = 0, rated: float = 0,
-         helped: float = 0) -> ExampleMeta:  # fmt: skip
+def meta(
+    i: str,
+    *,
+    age: float = DAY,
+    idle: float = 0.0,
+    uses: int = 0,
+    rated: float = 0,
+    helped: float = 0,
+) -> ExampleMeta:
     return ExampleMeta(i, "t", NOW - age, NOW - idle, uses, rated, helped)
 
 

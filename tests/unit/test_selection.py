@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from iccache_sidecar.domain import Candidate
-from iccache_sidecar.selection import SelectionRules, select_examples
+from iccache_dataplane.core.domain import Candidate
+from iccache_dataplane.core.selection import SelectionRules, select_examples
 
 RULES = SelectionRules(
     max_examples=3, token_budget=10_000, min_similarity=0.5, diversity=0.0, value_weight=0.5
@@ -21,9 +21,14 @@ def cand(
     id: str, sim: float, *, vec: tuple[float, ...] = (1, 0, 0), rated: float = 0, helped: float = 0
 ) -> Candidate:
     return Candidate(
-        id=id, prompt="q " * 8, response="a " * 8, similarity=sim, vector=_unit(*vec),
-        rated=rated, helped=helped,
-    )  # fmt: skip
+        id=id,
+        prompt="q " * 8,
+        response="a " * 8,
+        similarity=sim,
+        vector=_unit(*vec),
+        rated=rated,
+        helped=helped,
+    )
 
 
 def test_learned_value_outranks_slightly_higher_similarity() -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from iccache_sidecar.settings import RouterSettings
+from iccache_contract.settings import RouterSettings
 
 FILE = """
 small: {base_url: "http://small:8000/v1", model: smol}
@@ -30,8 +30,10 @@ def test_file_then_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
 
 def test_config_path_from_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "router.json"
-    path.write_text('{"small": {"base_url": "http://a/v1", "model": "a"},'
-                    ' "large": {"base_url": "http://b/v1", "model": "b"}}')  # fmt: skip
+    path.write_text(
+        '{"small": {"base_url": "http://a/v1", "model": "a"},'
+        ' "large": {"base_url": "http://b/v1", "model": "b"}}'
+    )
     monkeypatch.setenv("ICCACHE_CONFIG", str(path))
     assert RouterSettings.load().small.model == "a"
 
@@ -57,7 +59,7 @@ def test_invalid_settings_name_the_field(patch: dict[str, object], needle: str) 
 
 
 def test_the_documented_example_file_is_valid() -> None:
-    example = Path(__file__).resolve().parents[2] / "sidecar" / "router.example.yaml"
+    example = Path(__file__).resolve().parents[2] / "packages" / "dataplane" / "router.example.yaml"
     settings = RouterSettings.load(example)
     assert settings.routing.policy == "bandit"
     assert settings.small.cost_per_token < settings.large.cost_per_token

@@ -22,9 +22,11 @@ def main(release: str) -> None:
     info = json.loads(
         subprocess.run(
             ["go", "mod", "download", "-json", f"k8s.io/kubernetes@{release}"],
-            check=True, capture_output=True, text=True,
+            check=True,
+            capture_output=True,
+            text=True,
         ).stdout
-    )  # fmt: skip
+    )
     upstream = Path(info["GoMod"]).read_text()
     staging = sorted(set(re.findall(r"^\s*(k8s\.io/[\w.-]+) => \./staging/", upstream, re.M)))
     go_line = re.search(r"^go (\S+)", upstream, re.M)

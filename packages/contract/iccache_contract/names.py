@@ -1,0 +1,19 @@
+"""Names and numbers the operator writes and the data plane reads (or the other way)."""
+
+from __future__ import annotations
+
+CONFIG_ENV = "ICCACHE_CONFIG"
+"""Environment variable holding the path of the router's settings file."""
+
+HTTP_PORT = 8080
+GRPC_PORT = 50051
+
+HEALTH_PATH = "/healthz"
+"""Liveness: the router process answers."""
+READY_PATH = "/readyz"
+"""Readiness: started, and at least one model answers."""
+METRICS_PATH = "/metrics"
+
+SUMMARY_LINE = "line"
+"""The field of the replay job's JSON summary that the operator shows in
+``status.replay.lastResult``."""

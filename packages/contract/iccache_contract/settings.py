@@ -1,0 +1,219 @@
+"""The router's settings: one typed object, read from the file the operator renders.
+
+Load order (later wins): defaults, the YAML/JSON file named by ``ICCACHE_CONFIG`` (or
+passed in), then environment variables ``ICCACHE_<SECTION>__<FIELD>`` (for example
+``ICCACHE_ROUTING__POLICY=threshold``). This module imports only pydantic and YAML, so the
+operator renders the same model without the data plane's dependencies.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from iccache_contract import names
+
+PolicyName = Literal["bandit", "threshold", "always-small", "always-large"]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class BackendSettings(_Section):
+    """An OpenAI-compatible model server (llama.cpp, vLLM or an external endpoint)."""
+
+    base_url: str = Field(description="Base URL ending in /v1")
+    model: str = Field(description="Model name sent to the backend")
+    api_key_env: str | None = Field(
+        default=None, description="Environment variable that holds the API key, if any"
+    )
+    cost_per_token: float = Field(default=1.0, gt=0, description="Relative cost of one token")
+    max_context_tokens: int = Field(default=4096, ge=256)
+    timeout_seconds: float = Field(default=120.0, gt=0)
+    max_retries: int = Field(default=1, ge=0, le=5)
+    max_in_flight: int = Field(
+        default=16, ge=1, description="Concurrent requests at which the backend is saturated"
+    )
+
+
+class RedisSettings(_Section):
+    url: str = "redis://127.0.0.1:6379"
+    password_env: str | None = None
+    index_name: str = Field(default="iccache", pattern=r"^[A-Za-z0-9_:-]+$")
+    key_prefix: str = Field(default="iccache", pattern=r"^[A-Za-z0-9_:-]+$")
+    timeout_seconds: float = Field(default=1.0, gt=0)
+    retry_after_seconds: float = Field(
+        default=5.0, gt=0, description="How long to skip Redis after it failed"
+    )
+
+
+class EmbeddingSettings(_Section):
+    model_path: str | None = Field(
+        default=None, description="sentence-transformers folder; default: the packaged MiniLM"
+    )
+    batch_size: int = Field(default=64, ge=1, le=1024)
+    threads: int = Field(
+        default=0, ge=0, le=256, description="torch threads for embedding; 0: torch's default"
+    )
+    max_wait_ms: float = Field(
+        default=0.0, ge=0, le=100, description="Extra wait to grow a batch (0: take what is queued)"
+    )
+
+
+class RetrievalSettings(_Section):
+    candidates: int = Field(default=16, ge=1, le=200)
+    max_examples: int = Field(default=3, ge=0, le=16)
+    token_budget: int = Field(default=768, ge=0, le=65_536)
+    min_similarity: float = Field(default=0.55, ge=-1, le=1)
+    diversity: float = Field(
+        default=0.3, ge=0, le=1, description="MMR weight against redundant examples"
+    )
+    value_weight: float = Field(
+        default=0.5, ge=0, le=1, description="Weight of the learned value against similarity"
+    )
+
+
+class RoutingSettings(_Section):
+    policy: PolicyName = "bandit"
+    exploration_rate: float = Field(default=0.05, ge=0, le=1)
+    quality_target: float = Field(
+        default=0.7,
+        ge=0,
+        le=1,
+        description="Predicted small-model quality needed at no load (or the large model's "
+        "predicted quality for the request, less the tolerance, when lower)",
+    )
+    quality_tolerance: float = Field(
+        default=0.02,
+        ge=0,
+        le=1,
+        description="Predicted quality the small model may fall short of the large one's "
+        "(the price of its lower cost)",
+    )
+    similarity_threshold: float = Field(default=0.75, ge=-1, le=1)
+    high_load: float = Field(
+        default=0.8, gt=0, le=1, description="Large-model load (in-flight/max) that counts as high"
+    )
+    load_relief: float = Field(
+        default=0.3, ge=0, le=1, description="How far the quality bar drops at full load"
+    )
+
+
+class CacheSettings(_Section):
+    exact_match: bool = True
+    store_large: bool = True
+    store_small: bool = False
+    dedupe_similarity: float = Field(default=0.97, ge=0, le=1)
+    capacity: int = Field(default=100_000, ge=1)
+    ttl_seconds: int = Field(default=0, ge=0, description="0 keeps examples until evicted")
+    redact_pii: bool = False
+    max_example_tokens: int = Field(default=512, ge=16)
+
+
+class TenancySettings(_Section):
+    header: str = "x-iccache-tenant"
+    use_user_field: bool = True
+    default_tenant: str = Field(default="default", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+
+
+class ServerSettings(_Section):
+    host: str = "0.0.0.0"
+    http_port: int = Field(default=names.HTTP_PORT, ge=0, le=65535)
+    grpc_port: int = Field(default=names.GRPC_PORT, ge=0, le=65535)
+    max_concurrency: int = Field(
+        default=64, ge=1, description="Requests handled at once; more get 429"
+    )
+    max_tokens_default: int = Field(default=256, ge=1)
+    public_model: str = Field(default="iccache", description="Model name clients ask for")
+
+
+class JudgeSettings(_Section):
+    base_url: str | None = None
+    model: str = "judge"
+    api_key_env: str | None = None
+    sample_rate: float = Field(default=0.0, ge=0, le=1)
+
+
+class ReplaySettings(_Section):
+    """The off-peak replay job (``iccache replay``); its flags override these."""
+
+    low_load: float = Field(
+        default=0.3, ge=0, le=1, description="Start and keep going only while load is at most this"
+    )
+    budget_requests: int = Field(default=1000, ge=0, description="Model requests per tenant")
+    budget_tokens: int = Field(default=200_000, ge=0, description="Model tokens per tenant")
+    deadline_seconds: int = Field(default=3600, ge=1, description="Wall time for the whole run")
+    top_examples: int = Field(default=50, ge=0, description="Highest-gain examples per tenant")
+    samples: int = Field(default=3, ge=1, le=16, description="Large-model answers per distil")
+    temperature: float = Field(default=0.8, ge=0, le=2)
+    answer_max_tokens: int = Field(default=256, ge=1)
+    isolation_similarity: float = Field(
+        default=0.8, ge=-1, le=1, description="Expand examples whose nearest neighbour is below"
+    )
+    paraphrases: int = Field(default=3, ge=1, le=16, description="Companions per expansion")
+    min_paraphrase_similarity: float = Field(default=0.6, ge=-1, le=1)
+    improve_margin: float = Field(
+        default=0.02, ge=0, le=1, description="How much better a new answer must score"
+    )
+    idle_tau_seconds: float = Field(
+        default=604_800.0, gt=0, description="Time constant of idleness in eviction"
+    )
+
+
+class RouterSettings(BaseSettings):
+    """Everything one router process needs."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="ICCACHE_", env_nested_delimiter="__", extra="forbid"
+    )
+
+    small: BackendSettings
+    large: BackendSettings
+    redis: RedisSettings = RedisSettings()
+    embedding: EmbeddingSettings = EmbeddingSettings()
+    retrieval: RetrievalSettings = RetrievalSettings()
+    routing: RoutingSettings = RoutingSettings()
+    cache: CacheSettings = CacheSettings()
+    tenancy: TenancySettings = TenancySettings()
+    server: ServerSettings = ServerSettings()
+    judge: JudgeSettings = JudgeSettings()
+    replay: ReplaySettings = ReplaySettings()
+
+    @model_validator(mode="after")
+    def _distinct_backends(self) -> RouterSettings:
+        if (self.small.base_url, self.small.model) == (self.large.base_url, self.large.model):
+            raise ValueError("small and large must be different backends")
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The file's values arrive as init arguments; the environment overrides them.
+        return (env_settings, init_settings)
+
+    @classmethod
+    def load(cls, path: Path | None = None) -> RouterSettings:
+        """Read the settings file (YAML or JSON), then apply environment overrides."""
+        if path is None and os.environ.get(names.CONFIG_ENV):
+            path = Path(os.environ[names.CONFIG_ENV])
+        data: dict[str, Any] = {}
+        if path is not None:
+            text = path.read_text()
+            loaded = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+            if not isinstance(loaded, dict):
+                raise ValueError(f"{path}: expected a mapping at the top level")
+            data = loaded
+        return cls(**data)

@@ -1,0 +1,73 @@
+"""Turn a validated OpenAI-shaped request into a RouterRequest (HTTP and gRPC share it)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
+
+from pydantic import ValidationError
+
+from iccache_contract.settings import RouterSettings
+from iccache_dataplane.api.openai_schema import MessageIn, _Common
+from iccache_dataplane.api.tenancy import resolve_tenant
+from iccache_dataplane.core.domain import ChatMessage, GenerationParams, Route, RouterRequest
+from iccache_dataplane.core.errors import InvalidRequest, UnknownModel
+
+
+def chat_messages(items: Sequence[MessageIn]) -> list[ChatMessage]:
+    return [ChatMessage("system" if m.role == "developer" else m.role, m.text()) for m in items]
+
+
+class _HasErrors(Protocol):
+    def errors(self) -> Sequence[Any]: ...
+
+
+def validation_message(exc: ValidationError | _HasErrors) -> tuple[str, str | None]:
+    """A one-line account of what is wrong, and the first offending field."""
+    problems = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err.get("loc", ()) if p != "body")
+        if err.get("type") == "json_invalid":
+            problems.append(f"malformed JSON: {err.get('ctx', {}).get('error', err['msg'])}")
+        else:
+            problems.append(f"{where or 'body'}: {err['msg']}")
+    first = exc.errors()[0] if exc.errors() else None
+    param = ".".join(str(p) for p in first.get("loc", ()) if p != "body") if first else None
+    return "; ".join(problems), param or None
+
+
+def build_request(
+    settings: RouterSettings,
+    backend_models: Mapping[str, Route],
+    body: _Common,
+    messages: list[ChatMessage],
+    max_tokens: int | None,
+    headers: Mapping[str, str],
+) -> RouterRequest:
+    public = settings.server.public_model
+    force: Route | None = None
+    if body.model != public:
+        if body.model not in backend_models:
+            raise UnknownModel(
+                f"model {body.model!r} does not exist; use {public!r} (routed) or one of "
+                f"{sorted(backend_models)} (forced)",
+                param="model",
+            )
+        force = backend_models[body.model]
+    if body.iccache.force_model:
+        force = Route(body.iccache.force_model)
+    if not any(m.role == "user" and m.content.strip() for m in messages):
+        raise InvalidRequest("messages must contain a non-empty user message", param="messages")
+    return RouterRequest(
+        tenant=resolve_tenant(settings.tenancy, headers, body.user),
+        messages=tuple(messages),
+        params=GenerationParams(
+            max_tokens=max_tokens or settings.server.max_tokens_default,
+            temperature=body.temperature,
+            top_p=body.top_p,
+            stop=body.stops(),
+        ),
+        skip_cache=body.iccache.skip_cache or headers.get("x-iccache-skip-cache") == "true",
+        no_store=body.iccache.no_store or headers.get("x-iccache-no-store") == "true",
+        force=force,
+    )

@@ -1,0 +1,223 @@
+"""The composition root of a router process: builds every collaborator once.
+
+``build`` makes the collaborators (embedder, Redis store, policy, model clients, judge,
+the service), ``serving`` runs the HTTP and gRPC faces over them, and ``running`` puts
+the two together with the background loops (index creation, learned state, load
+reports) until the context exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+
+import redis.asyncio as aioredis
+import uvicorn
+from fastapi import FastAPI
+
+from iccache_contract.settings import RouterSettings
+from iccache_dataplane.api.grpc_service import create_grpc_server, mark_serving
+from iccache_dataplane.api.openai_http import create_http_app
+from iccache_dataplane.backends.client import Backend
+from iccache_dataplane.backends.judge import PairwiseJudge
+from iccache_dataplane.core.domain import FEATURE_NAMES, Route
+from iccache_dataplane.core.errors import DependencyDown
+from iccache_dataplane.embedding import BatchingEmbedder, Encoder, load_sentence_transformer
+from iccache_dataplane.metrics import Metrics
+from iccache_dataplane.requestpath.service import RouterService
+from iccache_dataplane.routing.base import RoutingPolicy
+from iccache_dataplane.routing.registry import make_policy
+from iccache_dataplane.storage.connect import example_store, layout_of, redis_client
+from iccache_dataplane.storage.examples import ExampleStore, RedisBanditStore
+from iccache_dataplane.storage.loadboard import REPORT_SECONDS, LoadBoard
+
+log = logging.getLogger(__name__)
+
+MAINTENANCE_SECONDS = 10.0
+
+
+class _QuietServer(uvicorn.Server):
+    """uvicorn without its own signal handling: the process owns SIGINT/SIGTERM."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+@dataclass
+class Runtime:
+    settings: RouterSettings
+    service: RouterService
+    http_app: FastAPI
+    http_port: int
+    grpc_port: int
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}/v1"
+
+
+@dataclass
+class Parts:
+    """Every collaborator of one router process, built once."""
+
+    settings: RouterSettings
+    metrics: Metrics
+    embedder: BatchingEmbedder
+    client: aioredis.Redis
+    store: ExampleStore
+    policy: RoutingPolicy
+    backends: dict[Route, Backend]
+    judge: PairwiseJudge | None
+    service: RouterService
+    board: LoadBoard
+    status: dict[str, bool]
+
+    async def close(self) -> None:
+        await self.service.drain()
+        await self.embedder.stop()
+        for backend in self.backends.values():
+            await backend.close()
+        if self.judge is not None:
+            await self.judge.close()
+        await self.client.aclose()
+
+
+async def build(settings: RouterSettings, encoder: Encoder | None = None) -> Parts:
+    metrics = Metrics()
+    if encoder is None:
+        encoder = await asyncio.to_thread(
+            load_sentence_transformer, settings.embedding.model_path, settings.embedding.threads
+        )
+    embedder = BatchingEmbedder(
+        encoder, settings.embedding.batch_size, settings.embedding.max_wait_ms
+    )
+    await embedder.start()
+    client = redis_client(settings)
+    store = example_store(settings, client)
+    layout = layout_of(settings)
+    policy = make_policy(settings.routing, RedisBanditStore(client, layout, len(FEATURE_NAMES)))
+    backends = {route: Backend(route, getattr(settings, route.value)) for route in Route}
+    judge = (
+        PairwiseJudge(settings.judge, backends[Route.LARGE])
+        if settings.judge.base_url and settings.judge.sample_rate > 0
+        else None
+    )
+    service = RouterService(
+        settings,
+        embedder=embedder,
+        store=store,
+        policy=policy,
+        backends=backends,
+        metrics=metrics,
+        judge=judge,
+    )
+    board = LoadBoard(client, layout)
+    status = {"started": False, "index": False}
+    return Parts(
+        settings, metrics, embedder, client, store, policy, backends, judge, service, board, status
+    )
+
+
+async def report_load(parts: Parts, replica: str) -> None:
+    """Tell the replay job how busy this replica is (it waits for quiet)."""
+    while True:
+        await asyncio.sleep(REPORT_SECONDS)
+        with contextlib.suppress(DependencyDown):
+            await parts.board.publish(replica, parts.service.take_peak_load())
+
+
+async def maintain(parts: Parts) -> None:
+    """Create the index once Redis answers; share what replicas learned; gauges."""
+    while True:
+        try:
+            if not parts.status["index"]:
+                await parts.store.ensure_index(parts.embedder.dimensions)
+                parts.status["index"] = True
+                log.info("example index %r is ready", parts.settings.redis.index_name)
+            await parts.policy.refresh()
+            parts.metrics.cache_examples.set(await parts.store.count())
+        except DependencyDown as exc:
+            log.warning("redis unavailable, serving without the cache: %s", exc)
+        for route, backend in parts.backends.items():
+            parts.metrics.backend_in_flight.labels(route.value).set(backend.load.in_flight)
+        await asyncio.sleep(MAINTENANCE_SECONDS)
+
+
+@contextlib.asynccontextmanager
+async def serving(parts: Parts) -> AsyncIterator[Runtime]:
+    """HTTP and gRPC on the configured ports until the block exits."""
+    server = parts.settings.server
+    http_app = create_http_app(parts.service, parts.status)
+    grpc_server, grpc_port = create_grpc_server(parts.service, f"{server.host}:{server.grpc_port}")
+    uv = _QuietServer(
+        uvicorn.Config(
+            http_app,
+            host=server.host,
+            port=server.http_port,
+            lifespan="off",
+            log_level="warning",
+            access_log=False,
+        )
+    )
+    await grpc_server.start()
+    http_task = asyncio.create_task(uv.serve(), name="http")
+    try:
+        while not uv.started:
+            if http_task.done():
+                http_task.result()
+                raise RuntimeError("the HTTP server stopped while starting")
+            await asyncio.sleep(0.01)
+        http_port = uv.servers[0].sockets[0].getsockname()[1]
+        await mark_serving(grpc_server, True)
+        parts.status["started"] = True
+        log.info("serving HTTP on %s:%d and gRPC on port %d", server.host, http_port, grpc_port)
+        yield Runtime(parts.settings, parts.service, http_app, http_port, grpc_port)
+    finally:
+        parts.status["started"] = False
+        await mark_serving(grpc_server, False)
+        uv.should_exit = True
+        await grpc_server.stop(grace=2)
+        with contextlib.suppress(Exception):
+            await http_task
+
+
+@contextlib.asynccontextmanager
+async def running(
+    settings: RouterSettings, *, encoder: Encoder | None = None
+) -> AsyncIterator[Runtime]:
+    """Serve until the block exits. ``encoder`` lets a caller share a loaded model."""
+    parts = await build(settings, encoder)
+    replica = f"{socket.gethostname()}:{os.getpid()}"
+    loops = [
+        asyncio.create_task(maintain(parts), name="maintenance"),
+        asyncio.create_task(report_load(parts, replica), name="load-report"),
+    ]
+    try:
+        async with serving(parts) as runtime:
+            yield runtime
+    finally:
+        for task in loops:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        with contextlib.suppress(DependencyDown):
+            await parts.board.withdraw(replica)
+        await parts.close()
+
+
+async def serve(settings: RouterSettings) -> None:
+    """Run until SIGINT or SIGTERM (``iccache serve``)."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    async with running(settings):
+        await stop.wait()
+        log.info("stopping")

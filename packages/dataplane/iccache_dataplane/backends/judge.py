@@ -1,0 +1,89 @@
+"""An optional judge model that rates sampled small-model answers against the large one.
+
+For a sampled request served by the small model, the large model answers the same
+question without examples, and the judge (any OpenAI-compatible endpoint) is asked which
+answer is better, with the order shuffled against position bias. The small answer earns
+1.0 when it is at least as good, 0.0 when it is worse; an unreadable verdict earns nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import re
+from collections.abc import Sequence
+
+import openai
+
+from iccache_contract.settings import JudgeSettings
+from iccache_dataplane.backends.client import Backend
+from iccache_dataplane.core.domain import ChatMessage, GenerationParams, Verdict
+from iccache_dataplane.core.errors import IccacheError
+
+log = logging.getLogger(__name__)
+
+PROMPT = """Two assistants answered the same question. Decide which answer is better \
+(more correct, more helpful). Reply with exactly one letter: A, B, or T for a tie.
+
+Question: {question}
+
+Answer A: {a}
+
+Answer B: {b}
+
+Better answer (A, B or T):"""
+
+_VERDICT = re.compile(r"\b([ABT])\b")
+
+
+def read_verdict(text: str, small_is_a: bool) -> Verdict:
+    """The first standalone A, B or T in the judge's reply, mapped to the small answer."""
+    found = _VERDICT.search(text.strip().upper())
+    if found is None:
+        return Verdict.UNPARSED
+    letter = found.group(1)
+    if letter == "T":
+        return Verdict.TIE
+    small_won = (letter == "A") == small_is_a
+    return Verdict.SMALL_BETTER if small_won else Verdict.LARGE_BETTER
+
+
+class PairwiseJudge:
+    def __init__(
+        self, settings: JudgeSettings, large: Backend, rng: random.Random | None = None
+    ) -> None:
+        if settings.base_url is None:
+            raise ValueError("the judge needs a base_url")
+        self.settings = settings
+        self._large = large
+        self._rng = rng or random.Random()
+        key = os.environ.get(settings.api_key_env, "") if settings.api_key_env else ""
+        self._client = openai.AsyncOpenAI(
+            base_url=settings.base_url, api_key=key or "unused", timeout=120, max_retries=1
+        )
+
+    def sampled(self) -> bool:
+        return self._rng.random() < self.settings.sample_rate
+
+    async def judge(
+        self, conversation: Sequence[ChatMessage], question: str, small_answer: str
+    ) -> Verdict:
+        params = GenerationParams(max_tokens=256, temperature=0.0)
+        try:
+            large_answer, _, _ = await self._large.complete(conversation, params)
+            small_is_a = self._rng.random() < 0.5
+            a, b = (small_answer, large_answer) if small_is_a else (large_answer, small_answer)
+            reply = await self._client.chat.completions.create(
+                model=self.settings.model,
+                messages=[{"role": "user", "content": PROMPT.format(question=question, a=a, b=b)}],
+                max_tokens=4,
+                temperature=0.0,
+            )
+        except (IccacheError, openai.OpenAIError) as exc:
+            log.warning("judging skipped: %s", exc)
+            return Verdict.UNPARSED
+        return read_verdict(reply.choices[0].message.content or "", small_is_a)
+
+    async def close(self) -> None:
+        await self._client.close()

@@ -1,0 +1,34 @@
+"""Examples go into the prompt as earlier turns of the conversation."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from iccache_dataplane.core.domain import Candidate, ChatMessage, estimate_tokens
+
+
+def with_examples(
+    examples: Sequence[Candidate], messages: Sequence[ChatMessage]
+) -> list[ChatMessage]:
+    """System messages first, then the examples (best last, nearest the question), then
+    the conversation itself."""
+    system = [m for m in messages if m.role == "system"]
+    rest = [m for m in messages if m.role != "system"]
+    shots: list[ChatMessage] = []
+    for example in reversed(examples):
+        shots += [ChatMessage("user", example.prompt), ChatMessage("assistant", example.response)]
+    return system + shots + rest
+
+
+def prompt_tokens(messages: Sequence[ChatMessage]) -> int:
+    """Estimated prompt size, counting a few tokens of chat-template overhead per turn."""
+    return sum(estimate_tokens(m.content) + 4 for m in messages)
+
+
+_SPACES = re.compile(r"\s+")
+
+
+def normalise_prompt(text: str) -> str:
+    """What counts as 'the same prompt' (exact-match hits, duplicate paraphrases)."""
+    return _SPACES.sub(" ", text.strip().lower())

@@ -1,0 +1,124 @@
+"""Prometheus metrics of one router process, in a registry of its own."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+_FAST = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0)
+_SLOW = (0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 16, 32, 64, 128)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        r = self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "iccache_requests",
+            "Requests served, by route and tenant",
+            ["route", "tenant"],
+            registry=r,
+        )
+        self.errors = Counter(
+            "iccache_request_errors", "Requests that failed, by kind", ["kind"], registry=r
+        )
+        self.offload_ratio = Gauge(
+            "iccache_offload_ratio",
+            "Share of model-served requests answered by the small model",
+            registry=r,
+        )
+        self.examples = Histogram(
+            "iccache_examples_per_request",
+            "In-context examples prepended",
+            buckets=(0, 1, 2, 3, 4, 6, 8, 16),
+            registry=r,
+        )
+        self.similarity = Histogram(
+            "iccache_max_similarity",
+            "Best candidate similarity per request",
+            buckets=(0.2, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 1.0),
+            registry=r,
+        )
+        self.stage_seconds = Histogram(
+            "iccache_stage_seconds",
+            "Router time by stage (embed, retrieve, select, route)",
+            ["stage"],
+            buckets=_FAST,
+            registry=r,
+        )
+        self.backend_seconds = Histogram(
+            "iccache_backend_seconds",
+            "Backend call latency",
+            ["backend"],
+            buckets=_SLOW,
+            registry=r,
+        )
+        self.backend_in_flight = Gauge(
+            "iccache_backend_in_flight", "Backend requests in flight", ["backend"], registry=r
+        )
+        self.tokens = Counter(
+            "iccache_tokens", "Tokens processed by backend", ["backend", "kind"], registry=r
+        )
+        self.cost = Counter(
+            "iccache_cost", "Estimated cost spent (relative units)", ["backend"], registry=r
+        )
+        self.cost_saved = Counter(
+            "iccache_cost_saved",
+            "Estimated cost saved against all-large serving",
+            registry=r,
+        )
+        self.exact_hits = Counter("iccache_exact_hits", "Answers served from the cache", registry=r)
+        self.cache_examples = Gauge(
+            "iccache_cache_examples", "Examples in the cache (all tenants)", registry=r
+        )
+        self.admissions = Counter(
+            "iccache_admissions",
+            "Exchanges offered to the cache, by result",
+            ["result"],
+            registry=r,
+        )
+        self.degraded = Counter(
+            "iccache_degraded",
+            "Requests served without a failed dependency",
+            ["dependency"],
+            registry=r,
+        )
+        self.fallbacks = Counter(
+            "iccache_fallbacks",
+            "Requests moved to the other backend after a failure",
+            ["from_backend"],
+            registry=r,
+        )
+        self.rejected = Counter(
+            "iccache_rejected", "Requests refused because the router was full", registry=r
+        )
+        self.feedback = Counter(
+            "iccache_feedback", "Quality signals received, by source", ["source"], registry=r
+        )
+        self.judge_verdicts = Counter(
+            "iccache_judge_verdicts",
+            "Judge verdicts on sampled small-model answers",
+            ["verdict"],
+            registry=r,
+        )
+        self.dropped_tasks = Counter(
+            "iccache_dropped_background_tasks",
+            "After-response work dropped under overload",
+            registry=r,
+        )
+        self._small = 0
+        self._large = 0
+        self.exact_served = 0
+
+    def count_exact(self) -> None:
+        self.exact_served += 1
+        self.exact_hits.inc()
+
+    def count_route(self, route: str) -> None:
+        if route == "small":
+            self._small += 1
+        else:
+            self._large += 1
+        self.offload_ratio.set(self._small / (self._small + self._large))
+
+    @property
+    def routed(self) -> tuple[int, int]:
+        return self._small, self._large

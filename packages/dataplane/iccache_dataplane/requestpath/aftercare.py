@@ -1,0 +1,147 @@
+"""After the response: count it, remember the decision, and off the hot path judge a
+sample, update the examples' statistics, save the decision and admit the answer."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Coroutine
+from typing import Any
+
+from iccache_contract.settings import RouterSettings
+from iccache_dataplane.core.domain import (
+    Completion,
+    Decision,
+    Route,
+    RouterRequest,
+    Usage,
+    estimate_tokens,
+)
+from iccache_dataplane.core.errors import DependencyDown
+from iccache_dataplane.core.prompting import prompt_tokens
+from iccache_dataplane.metrics import Metrics
+from iccache_dataplane.requestpath.admission import Admission, admit, example_text
+from iccache_dataplane.requestpath.decisions import DecisionLog
+from iccache_dataplane.requestpath.feedback import Feedback
+from iccache_dataplane.requestpath.planning import Plan
+from iccache_dataplane.requestpath.ports import Backends, ExampleIndex, Judge
+
+log = logging.getLogger(__name__)
+
+MAX_BACKGROUND_TASKS = 1_000
+UNKNOWN_QUALITY = 0.5
+
+
+def replay_gain(cost: float, large_cost: float, predicted_quality: float | None) -> float:
+    """G = normalised cost x (1 - normalised quality), recorded per use (replay ranks by it)."""
+    quality = predicted_quality if predicted_quality is not None else UNKNOWN_QUALITY
+    return cost / large_cost * (1.0 - quality)
+
+
+class Aftercare:
+    def __init__(
+        self,
+        settings: RouterSettings,
+        *,
+        index: ExampleIndex | None,
+        backends: Backends,
+        metrics: Metrics,
+        decisions: DecisionLog,
+        feedback: Feedback,
+        judge: Judge | None = None,
+    ) -> None:
+        self.settings = settings
+        self.index = index
+        self.backends = backends
+        self.metrics = metrics
+        self.decisions = decisions
+        self.feedback = feedback
+        self.judge = judge
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def exact_served(self, plan: Plan, req: RouterRequest, answer: str) -> Completion:
+        """Count an exact hit (the large call it avoided is saved cost)."""
+        self.metrics.count_exact()
+        self.metrics.requests.labels("exact", plan.decision.tenant).inc()
+        large = self.backends[Route.LARGE].settings
+        avoided = prompt_tokens(req.messages) + estimate_tokens(answer)
+        self.metrics.cost_saved.inc(avoided * large.cost_per_token)
+        self.decisions.remember(plan.decision)
+        return Completion(answer, "stop", Usage(0, 0), plan.decision)
+
+    def answered(self, plan: Plan, req: RouterRequest, text: str, usage: Usage) -> None:
+        """Count a model's answer and start the work that learns from it."""
+        d = plan.decision
+        route = d.route.value
+        self.metrics.requests.labels(route, d.tenant).inc()
+        self.metrics.count_route(route)
+        self.metrics.tokens.labels(route, "prompt").inc(usage.prompt_tokens)
+        self.metrics.tokens.labels(route, "completion").inc(usage.completion_tokens)
+        spent = (usage.prompt_tokens + usage.completion_tokens) * self._cost(d.route)
+        self.metrics.cost.labels(route).inc(spent)
+        if d.route is Route.SMALL:
+            plain = prompt_tokens(req.messages)
+            saved = (plain + usage.completion_tokens) * self._cost(Route.LARGE) - spent
+            self.metrics.cost_saved.inc(max(0.0, saved))
+        self.decisions.remember(d)
+        self._spawn(self._learn(plan, req, text))
+
+    async def drain(self) -> None:
+        """Wait for after-response work to finish."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    # -- off the hot path ---------------------------------------------------------------
+    async def _learn(self, plan: Plan, req: RouterRequest, text: str) -> None:
+        d = plan.decision
+        if self.judge is not None and d.route is Route.SMALL and self.judge.sampled():
+            verdict = await self.judge.judge(req.messages, req.query, text)
+            self.metrics.judge_verdicts.labels(verdict.value).inc()
+            if verdict.reward is not None:
+                await self.feedback.apply(d.request_id, verdict.reward, source="judge")
+        if self.index is None:
+            return
+        try:
+            if d.examples:
+                await self.index.record_selection(d.example_ids, self._gain(d))
+            await self.decisions.save(d)
+            await self._admit(plan, req, text)
+        except DependencyDown as exc:
+            log.warning("after-response work skipped, redis failed: %s", exc)
+
+    async def _admit(self, plan: Plan, req: RouterRequest, text: str) -> None:
+        cache = self.settings.cache
+        outcome = admit(
+            req,
+            plan.decision,
+            text,
+            embedded=plan.vector is not None,
+            nearest_similarity=plan.nearest_similarity,
+            cache=cache,
+        )
+        if outcome is Admission.STORED and self.index is not None and plan.vector is not None:
+            prompt, answer = example_text(req, text, cache)
+            await self.index.add(
+                req.tenant, prompt, answer, plan.vector, plan.decision.backend_model
+            )
+        self.metrics.admissions.labels(outcome.value).inc()
+
+    def _gain(self, d: Decision) -> float:
+        return replay_gain(self._cost(d.route), self._cost(Route.LARGE), d.predicted_quality)
+
+    def _cost(self, route: Route) -> float:
+        return self.backends[route].settings.cost_per_token
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        if len(self._tasks) >= MAX_BACKGROUND_TASKS:
+            work.close()
+            self.metrics.dropped_tasks.inc()
+            return
+        task = asyncio.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("after-response work failed", exc_info=task.exception())

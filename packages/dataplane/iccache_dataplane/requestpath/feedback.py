@@ -1,0 +1,43 @@
+"""Learning from a quality signal about a past request: the routing policy learns from
+the request's features, and the examples it used learn whether they helped."""
+
+from __future__ import annotations
+
+import contextlib
+
+from iccache_dataplane.core.domain import Route
+from iccache_dataplane.core.errors import DependencyDown, UnknownRequest
+from iccache_dataplane.metrics import Metrics
+from iccache_dataplane.requestpath.decisions import DecisionLog, DecisionRecord
+from iccache_dataplane.requestpath.ports import ExampleIndex
+from iccache_dataplane.routing.base import RoutingPolicy
+
+
+class Feedback:
+    def __init__(
+        self,
+        decisions: DecisionLog,
+        policy: RoutingPolicy,
+        index: ExampleIndex | None,
+        metrics: Metrics,
+    ) -> None:
+        self.decisions = decisions
+        self.policy = policy
+        self.index = index
+        self.metrics = metrics
+
+    async def apply(
+        self, request_id: str, score: float, tenant: str | None = None, source: str = "user"
+    ) -> DecisionRecord:
+        """Apply a score in [0, 1] to the decision of ``request_id``. ``tenant``, when
+        given, must be the request's: another tenant learns that the id is unknown."""
+        record = await self.decisions.find(request_id)
+        if record is None or (tenant is not None and tenant != record.tenant):
+            raise UnknownRequest(f"no decision is known for request id {request_id!r}")
+        self.metrics.feedback.labels(source).inc()
+        if record.features is not None:
+            await self.policy.learn(record.features, record.route, score)
+        if record.route is Route.SMALL and record.example_ids and self.index is not None:
+            with contextlib.suppress(DependencyDown):
+                await self.index.record_outcome(record.example_ids, score)
+        return record

@@ -1,0 +1,37 @@
+"""Whether a prompt fits a model's context, and how many examples still fit (pure)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from iccache_contract.settings import BackendSettings
+from iccache_dataplane.core.domain import Candidate, RouterRequest
+from iccache_dataplane.core.errors import ContextTooLong
+from iccache_dataplane.core.prompting import prompt_tokens, with_examples
+
+
+def check_context(limits: Sequence[BackendSettings], tokens: int, max_tokens: int) -> None:
+    """Refuse a request that no model's context can hold."""
+    limit = max(b.max_context_tokens for b in limits)
+    if tokens + max_tokens > limit:
+        raise ContextTooLong(
+            f"the prompt (about {tokens} tokens) plus max_tokens ({max_tokens}) exceeds "
+            f"the largest model context ({limit} tokens)",
+            param="messages",
+        )
+
+
+def fits(backend: BackendSettings, req: RouterRequest) -> bool:
+    """The request, without examples, fits this model's context."""
+    return prompt_tokens(req.messages) + req.params.max_tokens <= backend.max_context_tokens
+
+
+def fit_examples(
+    examples: Sequence[Candidate], req: RouterRequest, small: BackendSettings
+) -> list[Candidate]:
+    """Drop the weakest examples until the small model's context holds the prompt."""
+    limit = small.max_context_tokens - req.params.max_tokens
+    kept = list(examples)
+    while kept and prompt_tokens(with_examples(kept, req.messages)) > limit:
+        kept.pop()
+    return kept

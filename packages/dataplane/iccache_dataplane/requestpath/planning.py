@@ -1,0 +1,230 @@
+"""Planning one request: exact hit, embed, retrieve, select, route.
+
+The result is a :class:`Plan`: the decision (returned to the client and kept for
+feedback), the messages to send, and what the after-response work needs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field
+
+from iccache_contract.settings import RouterSettings
+from iccache_dataplane.core.domain import (
+    Candidate,
+    ChatMessage,
+    Decision,
+    LoadSnapshot,
+    RequestFeatures,
+    Route,
+    RouterRequest,
+    Vector,
+)
+from iccache_dataplane.core.errors import DependencyDown
+from iccache_dataplane.core.prompting import prompt_tokens, with_examples
+from iccache_dataplane.core.selection import SelectionRules, select_examples
+from iccache_dataplane.metrics import Metrics
+from iccache_dataplane.requestpath.degrade import CacheGate, mark_degraded
+from iccache_dataplane.requestpath.fitting import check_context, fit_examples, fits
+from iccache_dataplane.requestpath.ports import Backends, Embedder
+from iccache_dataplane.routing.base import RoutingContext, RoutingPolicy
+
+log = logging.getLogger(__name__)
+
+EMBED_TIMEOUT_SECONDS = 5.0
+
+
+@dataclass
+class Plan:
+    decision: Decision
+    messages: list[ChatMessage]
+    vector: Vector | None
+    candidates: list[Candidate]
+    selected: list[Candidate] = field(default_factory=list)  # by utility, before routing
+    exact_answer: str | None = None
+
+    @property
+    def nearest_similarity(self) -> float | None:
+        return self.candidates[0].similarity if self.candidates else None
+
+
+def selection_rules(settings: RouterSettings) -> SelectionRules:
+    r = settings.retrieval
+    return SelectionRules(
+        max_examples=r.max_examples,
+        token_budget=r.token_budget,
+        min_similarity=r.min_similarity,
+        diversity=r.diversity,
+        value_weight=r.value_weight,
+    )
+
+
+def load_snapshot(backends: Backends) -> LoadSnapshot:
+    return LoadSnapshot(
+        backends[Route.SMALL].load.snapshot(), backends[Route.LARGE].load.snapshot()
+    )
+
+
+class Planner:
+    def __init__(
+        self,
+        settings: RouterSettings,
+        *,
+        embedder: Embedder | None,
+        cache: CacheGate,
+        policy: RoutingPolicy,
+        backends: Backends,
+        metrics: Metrics,
+    ) -> None:
+        self.settings = settings
+        self.embedder = embedder
+        self.cache = cache
+        self.policy = policy
+        self.backends = backends
+        self.metrics = metrics
+        self.rules = selection_rules(settings)
+
+    async def plan(self, req: RouterRequest) -> Plan:
+        decision = Decision(
+            request_id=uuid.uuid4().hex, tenant=req.tenant, route=Route.LARGE, policy="", reason=""
+        )
+        plain_tokens = prompt_tokens(req.messages)
+        check_context(
+            [b.settings for b in self.backends.values()], plain_tokens, req.params.max_tokens
+        )
+        vector: Vector | None = None
+        candidates: list[Candidate] = []
+
+        if self._exact_allowed(req):
+            answer = await self._exact(decision, req)
+            if answer is not None:
+                return Plan(decision, [], None, [], exact_answer=answer)
+
+        if not req.skip_cache:
+            vector = await self._embed(decision, req.query)
+            if vector is not None:
+                candidates = await self._retrieve(decision, vector)
+
+        with self._stage("select"):
+            examples = select_examples(candidates, self.rules) if candidates else []
+        features = RequestFeatures(
+            max_similarity=max((c.similarity for c in candidates), default=0.0),
+            mean_similarity=_mean([e.similarity for e in examples]),
+            mean_value=_mean([e.value for e in examples]),
+            n_examples=len(examples),
+            max_examples=self.rules.max_examples,
+            prompt_tokens=plain_tokens,
+        )
+        decision.features = features
+        with self._stage("route"):
+            await self._route(decision, req, features)
+
+        messages = list(req.messages)
+        if decision.route is Route.SMALL:
+            decision.examples = fit_examples(examples, req, self.backends[Route.SMALL].settings)
+            messages = with_examples(decision.examples, req.messages)
+        decision.backend_model = self.backends[decision.route].model
+        self.metrics.examples.observe(len(decision.examples))
+        self.metrics.similarity.observe(features.max_similarity)
+        return Plan(decision, messages, vector, candidates, selected=examples)
+
+    # -- steps --------------------------------------------------------------------------
+    def _exact_allowed(self, req: RouterRequest) -> bool:
+        single_turn = sum(1 for m in req.messages if m.role != "system") == 1
+        return (
+            not req.skip_cache
+            and self.settings.cache.exact_match
+            and req.force is None
+            and single_turn
+        )
+
+    async def _exact(self, decision: Decision, req: RouterRequest) -> str | None:
+        index = self.cache.usable(decision)
+        if index is None:
+            return None
+        try:
+            hit = await index.exact(req.tenant, req.query)
+        except DependencyDown as exc:
+            self.cache.failed(decision, exc)
+            return None
+        if hit is None or hit.tenant != req.tenant:
+            return None
+        decision.exact_hit = True
+        decision.policy, decision.reason = "exact-match", f"same prompt as example {hit.id}"
+        decision.backend_model = hit.model
+        return hit.response
+
+    async def _embed(self, decision: Decision, text: str) -> Vector | None:
+        if self.embedder is None:
+            mark_degraded(decision, self.metrics, "embedder")
+            return None
+        try:
+            with self._stage("embed"):
+                return await asyncio.wait_for(self.embedder.embed(text), EMBED_TIMEOUT_SECONDS)
+        except (DependencyDown, TimeoutError) as exc:
+            log.warning("embedding failed, routing without examples: %s", exc)
+            mark_degraded(decision, self.metrics, "embedder")
+            return None
+
+    async def _retrieve(self, decision: Decision, vector: Vector) -> list[Candidate]:
+        index = self.cache.usable(decision)
+        if index is None:
+            return []
+        try:
+            with self._stage("retrieve"):
+                return await index.search(
+                    decision.tenant, vector, self.settings.retrieval.candidates
+                )
+        except DependencyDown as exc:
+            self.cache.failed(decision, exc)
+            return []
+
+    async def _route(
+        self, decision: Decision, req: RouterRequest, features: RequestFeatures
+    ) -> None:
+        if req.force is not None:
+            decision.route, decision.policy, decision.reason = (
+                req.force,
+                "forced",
+                "forced by request",
+            )
+        else:
+            choice = await self.policy.decide(
+                RoutingContext(features, load_snapshot(self.backends))
+            )
+            decision.route, decision.policy, decision.reason = (
+                choice.route,
+                choice.policy,
+                choice.reason,
+            )
+            decision.predicted_quality = choice.predicted_quality
+        chosen, other = self.backends[decision.route], self.backends[decision.route.other]
+        if not chosen.load.healthy and other.load.healthy and fits(other.settings, req):
+            decision.route = decision.route.other
+            decision.reason += f"; {chosen.route.value} model marked down"
+
+    def _stage(self, name: str) -> _Timer:
+        return _Timer(self.metrics, name)
+
+
+class _Timer:
+    """Observes a stage's duration when the block succeeds."""
+
+    def __init__(self, metrics: Metrics, stage: str) -> None:
+        self._metrics, self._stage = metrics, stage
+        self._started = 0.0
+
+    def __enter__(self) -> None:
+        self._started = time.monotonic()
+
+    def __exit__(self, exc_type: object, *_: object) -> None:
+        if exc_type is None:
+            elapsed = time.monotonic() - self._started
+            self._metrics.stage_seconds.labels(self._stage).observe(elapsed)
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values) if values else 0.0

@@ -1,0 +1,82 @@
+"""What the request path needs of the world, as small protocols.
+
+The composition root passes the real adapters (Redis store, batching embedder, HTTP
+model clients, the pairwise judge); the unit tier passes in-memory fakes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import Any, Protocol
+
+from iccache_contract.settings import BackendSettings
+from iccache_dataplane.core.domain import (
+    Candidate,
+    ChatMessage,
+    Delta,
+    GenerationParams,
+    Route,
+    StoredExample,
+    Usage,
+    Vector,
+    Verdict,
+)
+from iccache_dataplane.core.load import LoadTracker
+
+
+class Embedder(Protocol):
+    async def embed(self, text: str) -> Vector: ...
+
+
+class ExampleIndex(Protocol):
+    """The example cache, for one router: reads on the hot path, writes after it."""
+
+    async def exact(self, tenant: str, prompt: str) -> StoredExample | None: ...
+
+    async def search(self, tenant: str, vector: Vector, k: int) -> list[Candidate]: ...
+
+    async def add(
+        self, tenant: str, prompt: str, response: str, vector: Vector, model: str
+    ) -> str: ...
+
+    async def count(self) -> int: ...
+
+    async def record_selection(self, example_ids: Sequence[str], gain: float) -> None: ...
+
+    async def record_outcome(self, example_ids: Sequence[str], reward: float) -> None: ...
+
+    async def save_decision(self, request_id: str, payload: dict[str, Any], ttl: int) -> None: ...
+
+    async def load_decision(self, request_id: str) -> dict[str, Any] | None: ...
+
+
+class ModelBackend(Protocol):
+    """An OpenAI-compatible model server."""
+
+    route: Route
+    settings: BackendSettings
+    load: LoadTracker
+
+    @property
+    def model(self) -> str: ...
+
+    async def complete(
+        self, messages: Sequence[ChatMessage], params: GenerationParams
+    ) -> tuple[str, str, Usage]: ...
+
+    def stream(
+        self, messages: Sequence[ChatMessage], params: GenerationParams
+    ) -> AsyncIterator[Delta]: ...
+
+
+class Judge(Protocol):
+    """Compares a small-model answer with the large model's, on a sample of requests."""
+
+    def sampled(self) -> bool: ...
+
+    async def judge(
+        self, conversation: Sequence[ChatMessage], question: str, small_answer: str
+    ) -> Verdict: ...
+
+
+Backends = Mapping[Route, ModelBackend]

@@ -1,0 +1,132 @@
+"""The request path as one service: plan, generate, then after-response work.
+
+Protocol-neutral: the HTTP and gRPC faces translate to and from these calls. Every step
+degrades instead of failing: without Redis or the embedder a request goes straight to a
+model; when the chosen model fails, the other one answers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from iccache_contract.settings import RouterSettings
+from iccache_dataplane.core.domain import (
+    Completion,
+    Decision,
+    Delta,
+    LoadSnapshot,
+    RouterRequest,
+    Usage,
+    estimate_tokens,
+)
+from iccache_dataplane.core.prompting import prompt_tokens
+from iccache_dataplane.metrics import Metrics
+from iccache_dataplane.requestpath.aftercare import Aftercare
+from iccache_dataplane.requestpath.decisions import DecisionLog, DecisionRecord
+from iccache_dataplane.requestpath.degrade import CacheGate
+from iccache_dataplane.requestpath.feedback import Feedback
+from iccache_dataplane.requestpath.generation import Generator
+from iccache_dataplane.requestpath.limits import InFlight
+from iccache_dataplane.requestpath.planning import Planner, load_snapshot
+from iccache_dataplane.requestpath.ports import Backends, Embedder, ExampleIndex, Judge
+from iccache_dataplane.routing.base import RoutingPolicy
+
+
+class RouterService:
+    def __init__(
+        self,
+        settings: RouterSettings,
+        *,
+        embedder: Embedder | None,
+        store: ExampleIndex | None,
+        policy: RoutingPolicy,
+        backends: Backends,
+        metrics: Metrics,
+        judge: Judge | None = None,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.policy = policy
+        self.backends = backends
+        self.metrics = metrics
+        self.in_flight = InFlight(settings.server.max_concurrency, metrics)
+        decisions = DecisionLog(store)
+        self.feedback_loop = Feedback(decisions, policy, store, metrics)
+        self.planner = Planner(
+            settings,
+            embedder=embedder,
+            cache=CacheGate(store, settings.redis.retry_after_seconds, metrics),
+            policy=policy,
+            backends=backends,
+            metrics=metrics,
+        )
+        self.generator = Generator(backends, metrics)
+        self.aftercare = Aftercare(
+            settings,
+            index=store,
+            backends=backends,
+            metrics=metrics,
+            decisions=decisions,
+            feedback=self.feedback_loop,
+            judge=judge,
+        )
+
+    async def complete(self, req: RouterRequest) -> Completion:
+        with self.in_flight.slot():
+            plan = await self.planner.plan(req)
+            if plan.exact_answer is not None:
+                return self.aftercare.exact_served(plan, req, plan.exact_answer)
+            text, finish, usage = await self.generator.complete(plan, req)
+            self.aftercare.answered(plan, req, text, usage)
+            return Completion(text, finish, usage, plan.decision)
+
+    async def stream(self, req: RouterRequest) -> AsyncIterator[Decision | Delta]:
+        """Yields the Decision first, then Deltas. Falls over to the other model only
+        while nothing has been sent, so the Decision names the model that answers."""
+        with self.in_flight.slot():
+            plan = await self.planner.plan(req)
+            if plan.exact_answer is not None:
+                done = self.aftercare.exact_served(plan, req, plan.exact_answer)
+                yield plan.decision
+                yield Delta(done.text, "stop", done.usage)
+                return
+            parts: list[str] = []
+            usage = Usage()
+            sent_decision = False
+            async for delta in self.generator.stream(plan, req):
+                if not sent_decision:
+                    sent_decision = True
+                    yield plan.decision
+                parts.append(delta.text)
+                usage = delta.usage or usage
+                yield delta
+            text = "".join(parts)
+            if not (usage.prompt_tokens or usage.completion_tokens):
+                # Some servers (llama.cpp) send no usage when streaming: estimate it, so
+                # the token and cost metrics still count streamed requests.
+                usage = Usage(prompt_tokens(plan.messages), estimate_tokens(text) if text else 0)
+            self.aftercare.answered(plan, req, text, usage)
+
+    async def feedback(
+        self, request_id: str, score: float, tenant: str | None = None, source: str = "user"
+    ) -> DecisionRecord:
+        return await self.feedback_loop.apply(request_id, score, tenant, source)
+
+    @property
+    def active(self) -> int:
+        """Requests being handled right now."""
+        return self.in_flight.active
+
+    def take_peak_load(self) -> float:
+        """The highest load since the last call (0..1): requests in hand against the
+        router's limit, or the busier model's utilisation."""
+        peak = self.in_flight.take_peak() / self.in_flight.limit
+        busiest = max(b.load.snapshot().utilisation for b in self.backends.values())
+        return min(1.0, max(peak, busiest))
+
+    def load_snapshot(self) -> LoadSnapshot:
+        return load_snapshot(self.backends)
+
+    async def drain(self) -> None:
+        """Wait for after-response work (admission, statistics) to finish."""
+        await self.aftercare.drain()

@@ -1,0 +1,158 @@
+"""The developer verbs of ``iccache``: ``check``, ``demo`` and ``bench``.
+
+Registered with the data plane's command line through the entry-point group
+``iccache.commands`` (see packages/dev/pyproject.toml), so the image, which does not
+install this package, has only ``serve`` and ``replay``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, TypeAlias
+
+if TYPE_CHECKING:
+    Commands: TypeAlias = argparse._SubParsersAction[argparse.ArgumentParser]
+
+
+def register(commands: Commands) -> None:
+    check = commands.add_parser(
+        "check", help="verify the local binaries and models that setup installed"
+    )
+    check.set_defaults(run=_check)
+    demo = commands.add_parser(
+        "demo", help="the main job: the whole stack locally, real questions, one table"
+    )
+    demo.add_argument("--requests", type=int, default=60, help="questions to send")
+    demo.set_defaults(run=_bench)
+    _add_bench(commands)
+
+
+def _add_bench(commands: Commands) -> None:
+    bench = commands.add_parser(
+        "bench",
+        help="quality and speed of every system on a real workload (default), or `overhead`",
+        description="Runs large-only, small-only, a plain semantic cache and iccache with "
+        "each routing policy on the same requests, at saturation and at a fixed Poisson "
+        "rate, and writes results.json, results.md and results.png.",
+    )
+    bench.add_argument("--workload", default="nq", help="a data set plug-in (default: nq)")
+    bench.add_argument("--requests", type=int, default=320, help="requests at saturation")
+    bench.add_argument("--rate-requests", type=int, default=40, help="requests at the rate")
+    bench.add_argument("--rate", type=float, default=0.5, help="Poisson arrivals per second")
+    bench.add_argument("--concurrency", type=int, default=2, help="in flight at saturation")
+    bench.add_argument(
+        "--modes", nargs="+", default=["saturation", "rate"], choices=["saturation", "rate"]
+    )
+    bench.add_argument(
+        "--style",
+        default="short",
+        choices=["short", "long"],
+        help="short answers (accuracy) or explained ones (~128 tokens)",
+    )
+    bench.add_argument("--systems", nargs="+", default=None, help="default: all")
+    bench.add_argument("--small", default="smollm2-135m")
+    bench.add_argument("--large", default="qwen2.5-coder-1.5b")
+    bench.add_argument(
+        "--near-share",
+        type=float,
+        default=0.67,
+        help="share of requests with an earlier similar question",
+    )
+    bench.add_argument("--out", type=Path, default=Path("bench-results"))
+    bench.set_defaults(run=_bench)
+    benches = bench.add_subparsers(dest="bench", metavar="BENCH")
+    overhead = benches.add_parser(
+        "overhead",
+        help="the router's own latency and throughput, models replaced by an instant responder",
+    )
+    overhead.add_argument(
+        "--requests", type=int, default=300, help="requests per concurrency level"
+    )
+    overhead.add_argument("--concurrency", type=int, nargs="+", default=[1, 32])
+    overhead.add_argument("--seed-examples", type=int, default=800, help="examples in the cache")
+    overhead.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    overhead.set_defaults(run=_overhead)
+    rerender = benches.add_parser(
+        "report",
+        help="remake results.json/.md/.png of an earlier run from its outcomes.jsonl",
+    )
+    rerender.add_argument("dir", type=Path, help="the run's --out folder")
+    rerender.set_defaults(run=_report)
+
+
+def _check(args: argparse.Namespace, argv: list[str]) -> int:
+    from iccache_dev.local.check import main as check
+
+    return check()
+
+
+def _overhead(args: argparse.Namespace, argv: list[str]) -> int:
+    import asyncio
+
+    from iccache_dev.bench.overhead import bench as run_overhead
+
+    return asyncio.run(run_overhead(args.requests, args.concurrency, args.seed_examples, args.json))
+
+
+def _report(args: argparse.Namespace, argv: list[str]) -> int:
+    from iccache_dev.bench.report import rerender as remake
+
+    try:
+        remake(args.dir)
+    except ValueError as exc:
+        print(f"iccache bench report: {exc}", file=sys.stderr)
+        return 2
+    print((args.dir / "results.md").read_text(), end="")
+    return 0
+
+
+def _bench(args: argparse.Namespace, argv: list[str]) -> int:
+    import asyncio
+    import os
+    import shlex
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from iccache_dataplane.embedding import load_sentence_transformer
+    from iccache_dev.bench.demo import demo
+    from iccache_dev.bench.run import BenchConfig, run_bench
+    from iccache_dev.bench.stack import MODEL_CHOICES
+    from iccache_dev.bench.systems import SYSTEMS
+
+    encoder = load_sentence_transformer(None, 0)
+    try:
+        if args.command == "demo":
+            return asyncio.run(demo(args.requests, encoder))
+        systems = tuple(args.systems or SYSTEMS)
+        unknown = [s for s in systems if s not in SYSTEMS] + [
+            m for m in (args.small, args.large) if m not in MODEL_CHOICES
+        ]
+        if unknown:
+            print(
+                f"iccache bench: unknown {unknown}; systems: {list(SYSTEMS)}, "
+                f"models: {list(MODEL_CHOICES)}",
+                file=sys.stderr,
+            )
+            return 2
+        cfg = BenchConfig(
+            workload=args.workload,
+            requests=args.requests,
+            rate_requests=args.rate_requests,
+            rate=args.rate,
+            concurrency=args.concurrency,
+            modes=tuple(args.modes),
+            near_share=args.near_share,
+            style=args.style,
+            systems=systems,
+            small=args.small,
+            large=args.large,
+            out=args.out,
+            command="iccache " + shlex.join(argv),
+        )
+        asyncio.run(run_bench(cfg, encoder))
+        print(f"results: {args.out}/results.md, results.json, results.png")
+        return 0
+    except KeyboardInterrupt:
+        print("interrupted; everything started was stopped", file=sys.stderr)
+        return 130

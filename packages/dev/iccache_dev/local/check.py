@@ -1,0 +1,63 @@
+"""``python -m iccache_dev.local.check``: verify what setup installed.
+
+Prints each binary and model it finds; exits 1 with a message naming what is missing.
+"""
+
+from __future__ import annotations
+
+import importlib
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from iccache_dev.local import assets
+
+
+def _redis_version() -> str:
+    out = subprocess.run(
+        [str(assets.redis_server_binary()), "--version"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
+    ).stdout
+    return out.split()[2].removeprefix("v=") if out.startswith("Redis server") else out.strip()
+
+
+def _import(module: str) -> str:
+    mod = importlib.import_module(module)
+    return str(getattr(mod, "__version__", "ok"))
+
+
+CHECKS: list[tuple[str, Callable[[], object]]] = [
+    ("redis-server", assets.redis_server_binary),
+    ("redis-server version", _redis_version),
+    ("RediSearch module", assets.redisearch_module),
+    ("llama-cpp-python", lambda: _import("llama_cpp")),
+    ("llama.cpp OpenAI server", lambda: _import("llama_cpp.server.app") and "ok"),
+    *[(f"model {name}", model.verify) for name, model in assets.MODELS.items()],
+    ("embedding model all-MiniLM-L6-v2", assets.minilm_model_dir),
+    ("Natural Questions (anserini jar)", assets.nq_jar),
+]
+
+
+def main() -> int:
+    failed = 0
+    for label, check in CHECKS:
+        try:
+            value = check()
+        except Exception as exc:
+            failed += 1
+            print(f"  MISSING  {label}: {exc}", file=sys.stderr)
+        else:
+            shown = value if not isinstance(value, Path) else str(value)
+            print(f"  ok       {label}: {shown}")
+    if failed:
+        print(f"{failed} check(s) failed", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

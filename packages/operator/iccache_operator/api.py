@@ -1,0 +1,266 @@
+"""The InContextCache API (group iccache.dev, version v1alpha1): the one typed source
+of truth. The CRD's OpenAPI schema is generated from these models
+(``python -m iccache_operator.crd``), and the operator reads specs through them."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+from iccache_contract import names
+
+GROUP = "iccache.dev"
+VERSION = "v1alpha1"
+KIND = "InContextCache"
+PLURAL = "incontextcaches"
+SINGULAR = "incontextcache"
+SHORT_NAMES = ["icc"]
+
+DNS_NAME = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+QUANTITY = r"^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$"
+Quantity = int | str
+
+
+def _rules(*rules: tuple[str, str]) -> dict[str, Any]:
+    """CEL validation rules evaluated by the API server at apply time."""
+    return {"x-kubernetes-validations": [{"rule": r, "message": m} for r, m in rules]}
+
+
+class _Obj(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+
+class SecretKeyRef(_Obj):
+    name: str = Field(pattern=DNS_NAME, max_length=253, description="Secret in the same namespace")
+    key: str = Field(min_length=1, max_length=253)
+
+
+class Toleration(_Obj):
+    key: str | None = None
+    operator: Literal["Exists", "Equal"] | None = None
+    value: str | None = None
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
+    toleration_seconds: int | None = None
+
+
+class EnvVar(_Obj):
+    name: str = Field(pattern=r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
+    value: str = ""
+
+
+class Resources(_Obj):
+    requests: dict[str, Quantity] = Field(default_factory=dict)
+    limits: dict[str, Quantity] = Field(default_factory=dict)
+
+
+class ModelSpec(_Obj):
+    model_config = ConfigDict(
+        json_schema_extra=_rules(
+            (
+                "self.engine == 'external' ? has(self.endpoint) : !has(self.endpoint)",
+                "an external model needs an endpoint; vllm and llamacpp models must not set one",
+            ),
+            (
+                "self.engine == 'external' || !has(self.apiKeySecretRef)",
+                "apiKeySecretRef is only for external models",
+            ),
+        )
+    )
+
+    engine: Literal["vllm", "llamacpp", "external"] = Field(
+        description="vllm (GPU), llamacpp (CPU), or external (an OpenAI-compatible endpoint)"
+    )
+    model: str = Field(min_length=1, max_length=512, description="Model id, file or served name")
+    image: str | None = Field(default=None, description="Container image; defaulted per engine")
+    replicas: int = Field(default=1, ge=0, le=64)
+    resources: Resources = Field(default_factory=Resources)
+    node_selector: dict[str, str] = Field(default_factory=dict)
+    tolerations: list[Toleration] = Field(default_factory=list, max_length=32)
+    affinity: dict[str, Any] | None = Field(default=None, description="A core/v1 Affinity")
+    args: list[str] = Field(default_factory=list, max_length=64)
+    env: list[EnvVar] = Field(default_factory=list, max_length=64)
+    max_context_tokens: int = Field(default=4096, ge=256, le=1_048_576)
+    cost_per_token: float = Field(default=1.0, gt=0, description="Relative cost of one token")
+    max_in_flight: int | None = Field(
+        default=None,
+        ge=1,
+        le=1_000_000,
+        description="Concurrent requests at which this model counts as busy, over all"
+        " replicas; the router sends work elsewhere beyond it. Default: the engine's parallel"
+        " sequences per replica (llama.cpp --parallel, 4 when unset or auto; vLLM"
+        " --max-num-seqs, 256) times replicas; for external models the router's default (16)",
+    )
+    endpoint: str | None = Field(default=None, pattern=r"^https?://", max_length=2048)
+    api_key_secret_ref: SecretKeyRef | None = None
+
+
+class Models(_Obj):
+    model_config = ConfigDict(
+        json_schema_extra=_rules(
+            (
+                "self.small.engine != self.large.engine || self.small.model != self.large.model"
+                " || (has(self.small.endpoint) && has(self.large.endpoint)"
+                " && self.small.endpoint != self.large.endpoint)",
+                "small and large must be different models",
+            ),
+        )
+    )
+
+    small: ModelSpec
+    large: ModelSpec
+
+
+class RedisStorage(_Obj):
+    size: Quantity = Field(default="10Gi", pattern=QUANTITY)
+    storage_class_name: str | None = None
+
+
+class ManagedRedis(_Obj):
+    image: str = "redis:8.2"
+    storage: RedisStorage = Field(default_factory=RedisStorage)
+    resources: Resources = Field(default_factory=Resources)
+
+
+class ExternalRedis(_Obj):
+    url: str = Field(pattern=r"^rediss?://", max_length=2048)
+    password_secret_ref: SecretKeyRef | None = None
+
+
+class CacheSpec(_Obj):
+    model_config = ConfigDict(
+        json_schema_extra=_rules(
+            (
+                "self.mode == 'external' ? has(self.external) : !has(self.external)",
+                "mode external needs cache.external; mode managed must not set it",
+            ),
+        )
+    )
+
+    mode: Literal["managed", "external"] = "managed"
+    managed: ManagedRedis = Field(default_factory=ManagedRedis)
+    external: ExternalRedis | None = None
+    embedding_model: str = Field(default="all-MiniLM-L6-v2", min_length=1)
+    capacity: int = Field(default=100_000, ge=1, le=100_000_000)
+    ttl_seconds: int = Field(default=0, ge=0, description="0 keeps examples until evicted")
+    tenant_header: str = Field(default="x-iccache-tenant", pattern=r"^[a-z0-9-]+$")
+    default_tenant: str = Field(default="default", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    store_small: bool = Field(default=False, description="Also cache small-model answers")
+    dedupe_similarity: float = Field(default=0.97, ge=0, le=1)
+    redact_pii: bool = Field(default=False, description="Redact personal data before caching")
+
+
+# The public knobs of retrieval and routing. They are declared here, for the API, and
+# mapped onto the router's settings in one function (children/router.py:
+# router_settings); a unit test checks that every value this schema admits is one the
+# router accepts, and that the defaults agree.
+class RetrievalSpec(_Obj):
+    candidates: int = Field(default=16, ge=1, le=200)
+    max_examples: int = Field(default=3, ge=0, le=16)
+    token_budget: int = Field(default=768, ge=0, le=65_536)
+    min_similarity: float = Field(default=0.55, ge=-1, le=1)
+    diversity: float = Field(
+        default=0.3, ge=0, le=1, description="MMR weight against redundant examples"
+    )
+    value_weight: float = Field(
+        default=0.5, ge=0, le=1, description="Weight of the learned value against similarity"
+    )
+
+
+class RoutingSpec(_Obj):
+    policy: Literal["bandit", "threshold", "always-small", "always-large"] = "bandit"
+    exploration_rate: float = Field(default=0.05, ge=0, le=1)
+    quality_target: float = Field(
+        default=0.7,
+        ge=0,
+        le=1,
+        description="Predicted small-model quality needed at no load (or the large model's "
+        "predicted quality for the request, less the tolerance, when lower)",
+    )
+    quality_tolerance: float = Field(
+        default=0.02,
+        ge=0,
+        le=1,
+        description="Predicted quality the small model may fall short of the large one's "
+        "(the price of its lower cost)",
+    )
+    similarity_threshold: float = Field(default=0.75, ge=-1, le=1)
+    high_load: float = Field(
+        default=0.8, gt=0, le=1, description="Large-model load (in-flight/max) that counts as high"
+    )
+    load_relief: float = Field(
+        default=0.3, ge=0, le=1, description="How far the quality bar drops at full load"
+    )
+
+
+class RouterSpec(_Obj):
+    replicas: int = Field(default=2, ge=0, le=64)
+    image: str | None = Field(default=None, description="Defaults to the operator's sidecar image")
+    resources: Resources = Field(default_factory=Resources)
+    http_port: int = Field(default=names.HTTP_PORT, ge=1, le=65535)
+    grpc_port: int = Field(default=names.GRPC_PORT, ge=1, le=65535)
+    max_concurrency: int = Field(default=64, ge=1, le=10_000)
+
+
+class ReplaySpec(_Obj):
+    schedule: str = Field(default="0 3 * * *", description="Cron schedule, five fields")
+    suspend: bool = False
+    time_zone: str | None = Field(default=None, description="IANA time zone, e.g. Europe/Paris")
+    budget_requests: int = Field(default=1000, ge=0)
+    budget_tokens: int = Field(default=200_000, ge=0)
+    low_load_threshold: float = Field(default=0.3, ge=0, le=1)
+    deadline_seconds: int = Field(default=3600, ge=60, le=86_400)
+
+    model_config = ConfigDict(
+        json_schema_extra=_rules(
+            (
+                "self.schedule.matches('^\\\\s*\\\\S+(\\\\s+\\\\S+){4}\\\\s*$')",
+                "schedule must be a cron expression with exactly 5 fields",
+            ),
+        )
+    )
+
+
+class InContextCacheSpec(_Obj):
+    models: Models
+    cache: CacheSpec = Field(default_factory=CacheSpec)
+    retrieval: RetrievalSpec = Field(default_factory=RetrievalSpec)
+    routing: RoutingSpec = Field(default_factory=RoutingSpec)
+    router: RouterSpec = Field(default_factory=RouterSpec)
+    replay: ReplaySpec = Field(default_factory=ReplaySpec)
+
+
+class Condition(_Obj):
+    """metav1.Condition."""
+
+    type: str
+    status: Literal["True", "False", "Unknown"]
+    observed_generation: int | None = None
+    last_transition_time: str
+    reason: str
+    message: str = ""
+
+
+class ModelStatus(_Obj):
+    replicas: int = 0
+    ready_replicas: int = 0
+
+
+class Endpoints(_Obj):
+    http: str | None = None
+    grpc: str | None = None
+
+
+class ReplayStatus(_Obj):
+    last_run_time: str | None = None
+    last_result: str | None = None
+
+
+class InContextCacheStatus(_Obj):
+    observed_generation: int | None = None
+    conditions: list[Condition] = Field(default_factory=list)
+    endpoints: Endpoints = Field(default_factory=Endpoints)
+    small: ModelStatus = Field(default_factory=ModelStatus)
+    large: ModelStatus = Field(default_factory=ModelStatus)
+    replay: ReplayStatus = Field(default_factory=ReplayStatus)

@@ -1,0 +1,211 @@
+"""The router: ConfigMap (its typed settings, rendered from the spec), Deployment and
+Service. The settings go through the router's own model, so the operator can only write
+what the router can read; their hash rolls the Deployment when they change."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import yaml
+
+from iccache_contract import names
+from iccache_contract.settings import RouterSettings
+from iccache_operator import api
+from iccache_operator.children.common import REDIS_PORT, RESTRICTED_CONTAINER, Owner, resources
+from iccache_operator.children.models import max_in_flight, model_base_url, served_name
+from iccache_operator.children.redis import PASSWORD_KEY
+
+COMPONENT = "router"
+CONFIG_FILE = "router.yaml"
+CONFIG_DIR = "/etc/iccache"
+HASH_ANNOTATION = "iccache.dev/config-hash"
+API_KEY_ENV = {"small": "ICCACHE_SMALL_API_KEY", "large": "ICCACHE_LARGE_API_KEY"}
+REDIS_PASSWORD_ENV = "REDIS_PASSWORD"
+
+
+def router_settings(owner: Owner, spec: api.InContextCacheSpec) -> RouterSettings:
+    backends: dict[str, dict[str, Any]] = {}
+    for role in ("small", "large"):
+        model: api.ModelSpec = getattr(spec.models, role)
+        backends[role] = {
+            "base_url": model_base_url(owner, role, model),
+            "model": served_name(model),
+            "cost_per_token": model.cost_per_token,
+            "max_context_tokens": model.max_context_tokens,
+            "api_key_env": API_KEY_ENV[role] if model.api_key_secret_ref else None,
+        }
+        busy_at = max_in_flight(role, model)
+        if busy_at is not None:
+            backends[role]["max_in_flight"] = busy_at
+    cache = spec.cache
+    redis: dict[str, Any] = {
+        "index_name": f"iccache-{owner.name}",
+        "key_prefix": f"iccache:{owner.name}",
+    }
+    if cache.mode == "managed":
+        redis["url"] = f"redis://{owner.service_host('redis')}:{REDIS_PORT}"
+        redis["password_env"] = REDIS_PASSWORD_ENV
+    elif cache.external is not None:
+        redis["url"] = cache.external.url
+        if cache.external.password_secret_ref:
+            redis["password_env"] = REDIS_PASSWORD_ENV
+    r, g = spec.retrieval, spec.routing
+    # model_validate, not the constructor: the operator's own environment must not leak in.
+    return RouterSettings.model_validate(
+        {
+            "small": backends["small"],
+            "large": backends["large"],
+            "redis": redis,
+            "retrieval": r.model_dump(),
+            "routing": g.model_dump(),
+            "cache": {
+                "store_small": cache.store_small,
+                "dedupe_similarity": cache.dedupe_similarity,
+                "capacity": cache.capacity,
+                "ttl_seconds": cache.ttl_seconds,
+                "redact_pii": cache.redact_pii,
+            },
+            "tenancy": {"header": cache.tenant_header, "default_tenant": cache.default_tenant},
+            "server": {
+                "http_port": spec.router.http_port,
+                "grpc_port": spec.router.grpc_port,
+                "max_concurrency": spec.router.max_concurrency,
+            },
+            "replay": {
+                "low_load": spec.replay.low_load_threshold,
+                "budget_requests": spec.replay.budget_requests,
+                "budget_tokens": spec.replay.budget_tokens,
+                "deadline_seconds": spec.replay.deadline_seconds,
+            },
+        }
+    )
+
+
+def render_settings(settings: RouterSettings) -> str:
+    return yaml.safe_dump(settings.model_dump(mode="json"), sort_keys=True)
+
+
+def config_hash(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def router_configmap(owner: Owner, settings_yaml: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": owner.metadata("router-config", COMPONENT),
+        "data": {CONFIG_FILE: settings_yaml},
+    }
+
+
+def secret_env(owner: Owner, spec: api.InContextCacheSpec) -> list[dict[str, Any]]:
+    """Environment variables that carry secrets (Redis password, API keys)."""
+    env: list[dict[str, Any]] = []
+    if spec.cache.mode == "managed":
+        ref = {"name": owner.child("redis-auth"), "key": PASSWORD_KEY}
+        env.append({"name": REDIS_PASSWORD_ENV, "valueFrom": {"secretKeyRef": ref}})
+    elif spec.cache.external and spec.cache.external.password_secret_ref:
+        ref = spec.cache.external.password_secret_ref.model_dump()
+        env.append({"name": REDIS_PASSWORD_ENV, "valueFrom": {"secretKeyRef": ref}})
+    for role in ("small", "large"):
+        model: api.ModelSpec = getattr(spec.models, role)
+        if model.api_key_secret_ref:
+            ref = model.api_key_secret_ref.model_dump()
+            env.append({"name": API_KEY_ENV[role], "valueFrom": {"secretKeyRef": ref}})
+    return env
+
+
+def sidecar_pod(
+    owner: Owner,
+    spec: api.InContextCacheSpec,
+    image: str,
+    args: list[str],
+    component: str,
+    config_hash_value: str,
+) -> dict[str, Any]:
+    """The pod template shared by the router and the replay job (one image)."""
+    return {
+        "metadata": {
+            "labels": owner.labels(component),
+            "annotations": {HASH_ANNOTATION: config_hash_value},
+        },
+        "spec": {
+            "serviceAccountName": owner.child("iccache"),
+            "securityContext": {
+                "runAsNonRoot": True,
+                "runAsUser": 10001,
+                "seccompProfile": {"type": "RuntimeDefault"},
+            },
+            "containers": [
+                {
+                    "name": component,
+                    "image": image,
+                    "args": args,
+                    "env": [
+                        {"name": names.CONFIG_ENV, "value": f"{CONFIG_DIR}/{CONFIG_FILE}"},
+                        *secret_env(owner, spec),
+                    ],
+                    "resources": resources(spec.router.resources),
+                    "securityContext": {**RESTRICTED_CONTAINER, "readOnlyRootFilesystem": True},
+                    "volumeMounts": [
+                        {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
+                        {"name": "tmp", "mountPath": "/tmp"},
+                    ],
+                }
+            ],
+            "volumes": [
+                {"name": "config", "configMap": {"name": owner.child("router-config")}},
+                {"name": "tmp", "emptyDir": {}},
+            ],
+        },
+    }
+
+
+def router_deployment(
+    owner: Owner, spec: api.InContextCacheSpec, image: str, config_hash_value: str
+) -> dict[str, Any]:
+    pod = sidecar_pod(owner, spec, image, ["serve"], COMPONENT, config_hash_value)
+    container = pod["spec"]["containers"][0]
+    container["ports"] = [
+        {"name": "http", "containerPort": spec.router.http_port},
+        {"name": "grpc", "containerPort": spec.router.grpc_port},
+    ]
+    container["readinessProbe"] = {
+        "httpGet": {"path": names.READY_PATH, "port": "http"},
+        "periodSeconds": 5,
+    }
+    container["livenessProbe"] = {
+        "httpGet": {"path": names.HEALTH_PATH, "port": "http"},
+        "periodSeconds": 15,
+    }
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": owner.metadata("router", COMPONENT),
+        "spec": {
+            "replicas": spec.router.replicas,
+            "selector": {"matchLabels": owner.selector(COMPONENT)},
+            "template": pod,
+        },
+    }
+
+
+def router_service(owner: Owner, spec: api.InContextCacheSpec) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": owner.metadata("router", COMPONENT),
+        "spec": {
+            "selector": owner.selector(COMPONENT),
+            "ports": [
+                {"name": "http", "port": spec.router.http_port, "targetPort": "http"},
+                {
+                    "name": "grpc",
+                    "port": spec.router.grpc_port,
+                    "targetPort": "grpc",
+                    "appProtocol": "grpc",
+                },
+            ],
+        },
+    }

@@ -1,0 +1,66 @@
+"""The CRD's public fields map onto the router's settings in one function
+(``children.router.router_settings``). The API declares its own fields; these tests
+keep the two in step: defaults agree, and every value the CRD admits is one the router
+accepts (so a spec the API server took never renders a settings file the router
+refuses)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from pydantic import BaseModel
+
+from iccache_contract.settings import RetrievalSettings, RouterSettings, RoutingSettings
+from iccache_operator.api import InContextCacheSpec, RetrievalSpec, RoutingSpec
+from iccache_operator.children.common import Owner
+from iccache_operator.children.router import router_settings
+
+SAMPLE = Path(__file__).resolve().parents[2] / "crds" / "samples" / "cpu-llamacpp.yaml"
+OWNER = Owner("demo", "ml", "uid-1")
+PAIRS = [("retrieval", RetrievalSpec, RetrievalSettings), ("routing", RoutingSpec, RoutingSettings)]
+
+
+def render(section: str, values: dict[str, Any]) -> RouterSettings:
+    spec = yaml.safe_load(SAMPLE.read_text())["spec"]
+    spec[section] = values
+    return router_settings(OWNER, InContextCacheSpec.model_validate(spec))
+
+
+def bounds(model: type[BaseModel]) -> list[tuple[str, Any]]:
+    """Every (field, extreme value) the model's JSON schema admits, by its API name."""
+    out = []
+    for name, prop in model.model_json_schema(by_alias=True)["properties"].items():
+        for key in ("minimum", "maximum"):
+            if key in prop:
+                out.append((name, prop[key]))
+        for key in ("exclusiveMinimum", "exclusiveMaximum"):
+            if key in prop:
+                step = 1e-6 if key == "exclusiveMinimum" else -1e-6
+                out.append((name, prop[key] + step))
+        for value in prop.get("enum", []):
+            out.append((name, value))
+    return out
+
+
+@pytest.mark.parametrize(("section", "spec", "settings"), PAIRS, ids=[p[0] for p in PAIRS])
+def test_defaults_agree(section: str, spec: type[BaseModel], settings: type[BaseModel]) -> None:
+    rendered = getattr(render(section, {}), section)
+    assert rendered == settings()
+    assert set(spec.model_fields) == set(settings.model_fields), "a field is not mapped"
+
+
+CASES = [(s, spec, name, value) for s, spec, _ in PAIRS for name, value in bounds(spec)]
+
+
+@pytest.mark.parametrize(
+    ("section", "spec", "field", "value"), CASES, ids=[f"{c[0]}.{c[2]}={c[3]}" for c in CASES]
+)
+def test_every_value_the_crd_admits_renders_valid_settings(
+    section: str, spec: type[BaseModel], field: str, value: Any
+) -> None:
+    rendered = getattr(render(section, {field: value}), section)
+    by_api_name = {f.alias or n: n for n, f in spec.model_fields.items()}
+    assert getattr(rendered, by_api_name[field]) == value

@@ -1,0 +1,174 @@
+"""The request path (plan, generate, after-response work) driven through in-memory
+stand-ins of its ports: fast, no services. The integration tier runs the same paths on
+real Redis, a real embedder and real models."""
+
+from __future__ import annotations
+
+import pytest
+from requestpath_fakes import counter, request, stack
+
+from iccache_dataplane.core.domain import Decision, Delta, Route
+from iccache_dataplane.core.errors import BackendUnavailable, UnknownRequest
+
+
+async def test_exact_hit_answers_from_the_cache_without_a_model() -> None:
+    s = stack()
+    s.index.put("acme", "What is the capital of France?", "Paris.")
+    done = await s.service.complete(request("  what is the CAPITAL of france?"))
+    assert done.text == "Paris."
+    assert done.decision.exact_hit
+    assert done.decision.policy == "exact-match"
+    assert s.small.seen == []
+    assert s.large.seen == []
+    assert counter(s.metrics, "iccache_exact_hits_total") == 1
+
+
+async def test_exact_hit_never_crosses_tenants() -> None:
+    s = stack()
+    s.index.put("acme", "What is the capital of France?", "Paris.")
+    done = await s.service.complete(request("What is the capital of France?", tenant="other"))
+    assert not done.decision.exact_hit
+    assert done.decision.examples == []  # acme's example is not offered to another tenant
+    assert done.text == "small answer"
+
+
+async def test_examples_are_prepended_for_the_small_model() -> None:
+    s = stack()
+    example = s.index.put("acme", "What is the capital of France?", "Paris.")
+    done = await s.service.complete(request("Which city is the capital of France?"))
+    assert done.decision.route is Route.SMALL
+    assert done.decision.example_ids == [example]
+    sent = s.small.seen[0]
+    assert [m.content for m in sent[:2]] == ["What is the capital of France?", "Paris."]
+    assert sent[-1].content == "Which city is the capital of France?"
+
+
+async def test_a_failed_embedder_degrades_to_a_plain_request() -> None:
+    s = stack()
+    s.index.put("acme", "What is the capital of France?", "Paris.")
+    s.embedder.fail = True
+    done = await s.service.complete(request("Which city is the capital of France?"))
+    await s.service.drain()
+    assert done.text == "small answer"
+    assert done.decision.degraded == ["embedder"]
+    assert done.decision.examples == []
+    assert counter(s.metrics, "iccache_degraded_total", dependency="embedder") == 1
+    assert len(s.index.rows) == 1  # nothing embedded, so nothing admitted
+
+
+async def test_a_failed_redis_degrades_and_is_skipped_for_a_while() -> None:
+    s = stack(Route.LARGE)
+    s.index.down = True
+    first = await s.service.complete(request("Which city is the capital of France?"))
+    await s.service.drain()
+    assert s.index.calls[:1] == ["exact"]  # tried, failed
+    before = len(s.index.calls)
+    second = await s.service.complete(request("And of Spain?"))
+    await s.service.drain()
+    assert first.text == second.text == "large answer"
+    assert first.decision.degraded == ["redis"]
+    assert second.decision.degraded == ["redis"]
+    # The second request did not wait for Redis on its hot path; only after-response
+    # work, which tolerates failure, tried it.
+    assert "exact" not in s.index.calls[before:]
+    assert "search" not in s.index.calls[before:]
+    assert counter(s.metrics, "iccache_degraded_total", dependency="redis") == 2
+
+
+async def test_unary_falls_over_to_the_large_model_without_examples() -> None:
+    s = stack(Route.SMALL)
+    s.index.put("acme", "What is the capital of France?", "Paris.")
+    s.small.fail_before = True
+    done = await s.service.complete(request("Which city is the capital of France?"))
+    d = done.decision
+    assert done.text == "large answer"
+    assert d.route is Route.LARGE
+    assert d.fell_back
+    assert d.examples == []
+    assert d.backend_model == "large-m"
+    assert "fell over from the small model" in d.reason
+    assert [m.content for m in s.large.seen[0]] == ["Which city is the capital of France?"]
+    assert counter(s.metrics, "iccache_fallbacks_total", from_backend="small") == 1
+
+
+async def test_unary_falls_over_to_the_small_model_with_examples() -> None:
+    s = stack(Route.LARGE)
+    example = s.index.put("acme", "What is the capital of France?", "Paris.")
+    s.large.fail_before = True
+    done = await s.service.complete(request("Which city is the capital of France?"))
+    await s.service.drain()
+    assert done.text == "small answer"
+    assert done.decision.route is Route.SMALL
+    assert done.decision.example_ids == [example]  # the small model gets its examples
+    assert len(s.index.rows) == 1  # a small answer after a fall-over is never cached
+
+
+async def test_unary_fails_when_both_models_fail() -> None:
+    s = stack(Route.SMALL)
+    s.small.fail_before = s.large.fail_before = True
+    with pytest.raises(BackendUnavailable):
+        await s.service.complete(request("Hello?"))
+    assert s.service.active == 0  # the request's slot was given back
+
+
+async def test_stream_falls_over_before_anything_was_sent() -> None:
+    s = stack(Route.SMALL)
+    s.small.fail_before = True
+    events = [e async for e in s.service.stream(request("Which city is the capital?"))]
+    decision = events[0]
+    assert isinstance(decision, Decision)
+    assert decision.route is Route.LARGE
+    assert decision.fell_back
+    text = "".join(e.text for e in events[1:] if isinstance(e, Delta))
+    assert text == "large answer"
+
+
+async def test_stream_does_not_fall_over_once_text_was_sent() -> None:
+    s = stack(Route.SMALL)
+    s.small.fail_after = 1
+    seen: list[Decision | Delta] = []
+
+    async def consume() -> None:
+        async for event in s.service.stream(request("Which city is the capital?")):
+            seen.append(event)
+
+    with pytest.raises(BackendUnavailable):
+        await consume()
+    assert isinstance(seen[0], Decision)
+    assert seen[0].route is Route.SMALL
+    assert [e.text for e in seen[1:] if isinstance(e, Delta)] == ["small "]
+    assert s.large.seen == []  # a second model would have mixed two answers
+
+
+async def test_a_large_answer_is_admitted_with_the_requests_vector() -> None:
+    s = stack(Route.LARGE)
+    done = await s.service.complete(request("How tall is Mount Everest?"))
+    await s.service.drain()
+    [row] = s.index.rows
+    assert (row.tenant, row.prompt, row.response) == (
+        "acme",
+        "How tall is Mount Everest?",
+        done.text,
+    )
+    assert row.model == "large-m"
+    assert counter(s.metrics, "iccache_admissions_total", result="stored") == 1
+    assert done.decision.request_id in s.index.decisions  # shared for feedback
+
+
+async def test_a_near_duplicate_is_not_admitted() -> None:
+    s = stack(Route.LARGE, cache={"dedupe_similarity": 0.9})
+    s.index.put("acme", "How tall is Mount Everest?", "8,849 m.")
+    await s.service.complete(request("How tall is mount Everest"))
+    await s.service.drain()
+    assert len(s.index.rows) == 1
+    assert counter(s.metrics, "iccache_admissions_total", result="duplicate") == 1
+
+
+async def test_feedback_from_another_tenant_is_refused() -> None:
+    s = stack(Route.SMALL)
+    s.index.put("acme", "What is the capital of France?", "Paris.")
+    done = await s.service.complete(request("Which city is the capital of France?"))
+    with pytest.raises(UnknownRequest):
+        await s.service.feedback(done.decision.request_id, 1.0, tenant="other")
+    await s.service.feedback(done.decision.request_id, 0.0, tenant="acme")
+    assert s.index.outcomes == [(tuple(done.decision.example_ids), 0.0)]
