@@ -60,6 +60,23 @@ def llm_servers(services_dir: Path) -> Iterator[dict[str, LocalLLM]]:
 
 
 @pytest.fixture(scope="session")
+def tool_server(services_dir: Path) -> Iterator[LocalLLM]:
+    """SmolLM2 behind llama.cpp's ``chatml-function-calling`` chat format: answers with
+    ``tool_calls`` (grammar-constrained when the client names the function to call)."""
+    server = start_llm(
+        assets.SMOLLM2_135M.path(),
+        "smollm2-tools",
+        services_dir / "llm",
+        n_threads=1,
+        chat_format="chatml-function-calling",
+    )
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
 def qwen_server(services_dir: Path) -> Iterator[LocalLLM]:
     """Qwen2.5-Coder-1.5B-Instruct: an instruct model that answers and paraphrases well
     enough for the replay job's tests (the stand-ins above are too weak for that)."""

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
 
 import aiohttp
 from aiohttp import web
@@ -40,6 +40,62 @@ async def counting_proxy(target: str) -> AsyncIterator[CountingProxy]:
             proxy.tokens += int(usage["prompt_tokens"]) + int(usage["completion_tokens"])
         return web.Response(body=body, status=status, content_type="application/json")
 
+    try:
+        async with _serving(forward) as proxy.base_url:
+            yield proxy
+    finally:
+        await session.close()
+
+
+@dataclass
+class RecordingProxy:
+    """Every request body a model server received through it; ``reject`` makes it answer
+    the next requests itself with that status (a model that refuses a parameter: the
+    llama.cpp servers here answer validation errors with 500, not a 4xx)."""
+
+    target: str
+    base_url: str = ""
+    bodies: list[dict[str, object]] = field(default_factory=list)
+    reject: tuple[int, str] | None = None
+
+
+@contextlib.asynccontextmanager
+async def recording_proxy(target: str) -> AsyncIterator[RecordingProxy]:
+    proxy = RecordingProxy(target.rstrip("/"))
+    session = aiohttp.ClientSession()
+
+    async def forward(request: web.Request) -> web.StreamResponse:
+        raw = await request.read()
+        proxy.bodies.append(json.loads(raw))
+        if proxy.reject is not None:
+            status, message = proxy.reject
+            error = {"error": {"message": message, "type": "invalid_request_error"}}
+            return web.json_response(error, status=status)
+        tail = request.match_info["tail"]
+        async with session.post(
+            f"{proxy.target}/{tail}", data=raw, headers={"content-type": "application/json"}
+        ) as r:
+            response = web.StreamResponse(
+                status=r.status, headers={"content-type": r.headers["content-type"]}
+            )
+            await response.prepare(request)
+            async for piece in r.content.iter_any():
+                await response.write(piece)
+            await response.write_eof()
+            return response
+
+    try:
+        async with _serving(forward) as proxy.base_url:
+            yield proxy
+    finally:
+        await session.close()
+
+
+@contextlib.asynccontextmanager
+async def _serving(
+    forward: Callable[[web.Request], Awaitable[web.StreamResponse]],
+) -> AsyncIterator[str]:
+    """Serve ``forward`` for every POST under /v1 on a free loopback port; yields the base URL."""
     app = web.Application()
     app.router.add_post("/v1/{tail:.*}", forward)
     runner = web.AppRunner(app)
@@ -47,9 +103,7 @@ async def counting_proxy(target: str) -> AsyncIterator[CountingProxy]:
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    proxy.base_url = f"http://127.0.0.1:{port}/v1"
     try:
-        yield proxy
+        yield f"http://127.0.0.1:{port}/v1"
     finally:
         await runner.cleanup()
-        await session.close()

@@ -68,10 +68,11 @@ async def assert_consistent(store: ExampleStore, dimensions: int = 384) -> int:
     async for key in r.scan_iter(match=layout.exact_pattern):
         target = await r.get(key)
         assert target is not None
-        tenant, prompt = await r.hmget(
-            layout.example_key(as_text(target)), [ExampleField.TENANT, ExampleField.PROMPT]
+        tenant, prompt, exact_key = await r.hmget(
+            layout.example_key(as_text(target)),
+            [ExampleField.TENANT, ExampleField.PROMPT, ExampleField.EXACT_KEY],
         )
         assert tenant is not None, f"{as_text(key)} points at a missing example"
-        assert layout.exact_key(as_text(tenant), as_text(prompt)) == as_text(key)
+        assert as_text(exact_key) == as_text(key)
         assert normalise_prompt(as_text(prompt))
     return count

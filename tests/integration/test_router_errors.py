@@ -24,7 +24,11 @@ USER = [{"role": "user", "content": "hello"}]
         ({"model": "no-such-model", "messages": USER}, 404, "no-such-model"),
         ({"model": "iccache", "messages": USER, "temperature": 9}, 400, "temperature"),
         ({"model": "iccache", "messages": USER, "max_tokens": 0}, 400, "max_tokens"),
-        ({"model": "iccache", "messages": USER, "n": 3}, 400, "n"),
+        (
+            {"model": "iccache", "messages": [{"role": "user", "content": [{"text": "x"}]}]},
+            400,
+            "type",
+        ),
         ({"model": "iccache", "messages": [{"role": "wizard", "content": "x"}]}, 400, "role"),
         (
             {"model": "iccache", "messages": [{"role": "user", "content": "   "}]},

@@ -23,6 +23,7 @@ from iccache_dataplane.core.domain import (
     ChatMessage,
     Delta,
     GenerationParams,
+    Reply,
     Route,
     RouterRequest,
     StoredExample,
@@ -68,6 +69,7 @@ class Row:
     response: str
     vector: Vector
     model: str
+    exact_text: str | None = None  # the conversation it answered, when not just the prompt
 
 
 @dataclass
@@ -92,7 +94,8 @@ class FakeIndex:
     async def exact(self, tenant: str, prompt: str) -> StoredExample | None:
         self._call()
         for r in self.rows:
-            if r.tenant == tenant and normalise_prompt(r.prompt) == normalise_prompt(prompt):
+            key = r.exact_text if r.exact_text is not None else r.prompt
+            if r.tenant == tenant and normalise_prompt(key) == normalise_prompt(prompt):
                 return StoredExample(r.id, r.tenant, r.prompt, r.response, r.model)
         return None
 
@@ -105,9 +108,18 @@ class FakeIndex:
         ]
         return sorted(scored, key=lambda c: -c.similarity)[:k]
 
-    async def add(self, tenant: str, prompt: str, response: str, vector: Vector, model: str) -> str:
+    async def add(
+        self,
+        tenant: str,
+        prompt: str,
+        response: str,
+        vector: Vector,
+        model: str,
+        *,
+        exact_text: str | None = None,
+    ) -> str:
         self._call()
-        row = Row(uuid.uuid4().hex, tenant, prompt, response, vector, model)
+        row = Row(uuid.uuid4().hex, tenant, prompt, response, vector, model, exact_text)
         self.rows.append(row)
         return row.id
 
@@ -151,13 +163,11 @@ class FakeBackend:
     def _down(self) -> BackendUnavailable:
         return BackendUnavailable(f"the {self.route.value} model is unavailable (stand-in)")
 
-    async def complete(
-        self, messages: Sequence[ChatMessage], params: GenerationParams
-    ) -> tuple[str, str, Usage]:
+    async def complete(self, messages: Sequence[ChatMessage], params: GenerationParams) -> Reply:
         self.seen.append(list(messages))
         if self.fail_before:
             raise self._down()
-        return self.answer, "stop", Usage(10, len(self.answer.split()))
+        return Reply(self.answer, "stop", Usage(10, len(self.answer.split())))
 
     async def stream(
         self, messages: Sequence[ChatMessage], params: GenerationParams

@@ -22,6 +22,7 @@ def verdict(**kw: object) -> Admission:
     return admit(
         req,  # type: ignore[arg-type]
         d,  # type: ignore[arg-type]
+        req.query,  # type: ignore[attr-defined]
         answer,  # type: ignore[arg-type]
         embedded=kw.pop("embedded", True),  # type: ignore[arg-type]
         nearest_similarity=kw.pop("nearest", None),  # type: ignore[arg-type]
@@ -50,6 +51,14 @@ def test_the_client_can_forbid_it(options: dict[str, bool]) -> None:
     assert verdict(req=request("How tall is Mount Everest?", **options)) is Admission.SKIPPED
 
 
+def test_an_ineligible_request_only_when_configured() -> None:
+    tools = decision()
+    tools.ineligible = "tools"
+    assert verdict(d=tools) is Admission.SKIPPED
+    keep = settings(cache={"ineligible": {"store": True}}).cache
+    assert verdict(d=tools, cache=keep) is Admission.STORED
+
+
 def test_nothing_without_a_vector_or_an_answer() -> None:
     assert verdict(embedded=False) is Admission.SKIPPED
     assert verdict(answer="  \n") is Admission.SKIPPED
@@ -69,6 +78,6 @@ def test_small_answers_only_when_configured_and_never_after_a_fall_over() -> Non
 def test_redaction_applies_to_what_is_stored() -> None:
     req = request("Mail jane.doe@example.com about the invoice")
     redacting = settings(cache={"redact_pii": True}).cache
-    prompt, answer = example_text(req, "Sent to jane.doe@example.com.", redacting)
+    prompt, answer = example_text(req.query, "Sent to jane.doe@example.com.", redacting)
     assert "jane.doe@example.com" not in prompt + answer
-    assert example_text(req, "ok", CACHE) == (req.query, "ok")
+    assert example_text(req.query, "ok", CACHE) == (req.query, "ok")

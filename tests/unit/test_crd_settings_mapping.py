@@ -13,20 +13,36 @@ import pytest
 import yaml
 from pydantic import BaseModel
 
-from iccache_contract.settings import RetrievalSettings, RouterSettings, RoutingSettings
-from iccache_operator.api import InContextCacheSpec, RetrievalSpec, RoutingSpec
+from iccache_contract.settings import (
+    IneligibleSettings,
+    RetrievalSettings,
+    RoutingSettings,
+)
+from iccache_operator.api import InContextCacheSpec, IneligibleSpec, RetrievalSpec, RoutingSpec
 from iccache_operator.children.common import Owner
 from iccache_operator.children.router import router_settings
 
 SAMPLE = Path(__file__).resolve().parents[2] / "crds" / "samples" / "cpu-llamacpp.yaml"
 OWNER = Owner("demo", "ml", "uid-1")
-PAIRS = [("retrieval", RetrievalSpec, RetrievalSettings), ("routing", RoutingSpec, RoutingSettings)]
+PAIRS = [
+    ("retrieval", RetrievalSpec, RetrievalSettings),
+    ("routing", RoutingSpec, RoutingSettings),
+    ("cache.ineligible", IneligibleSpec, IneligibleSettings),
+]
 
 
-def render(section: str, values: dict[str, Any]) -> RouterSettings:
+def render(section: str, values: dict[str, Any]) -> Any:
+    """The settings section that ``section: values`` in the sample spec renders."""
     spec = yaml.safe_load(SAMPLE.read_text())["spec"]
-    spec[section] = values
-    return router_settings(OWNER, InContextCacheSpec.model_validate(spec))
+    *parents, leaf = section.split(".")
+    node = spec
+    for name in parents:
+        node = node.setdefault(name, {})
+    node[leaf] = values
+    rendered: Any = router_settings(OWNER, InContextCacheSpec.model_validate(spec))
+    for name in section.split("."):
+        rendered = getattr(rendered, name)
+    return rendered
 
 
 def bounds(model: type[BaseModel]) -> list[tuple[str, Any]]:
@@ -47,8 +63,7 @@ def bounds(model: type[BaseModel]) -> list[tuple[str, Any]]:
 
 @pytest.mark.parametrize(("section", "spec", "settings"), PAIRS, ids=[p[0] for p in PAIRS])
 def test_defaults_agree(section: str, spec: type[BaseModel], settings: type[BaseModel]) -> None:
-    rendered = getattr(render(section, {}), section)
-    assert rendered == settings()
+    assert render(section, {}) == settings()
     assert set(spec.model_fields) == set(settings.model_fields), "a field is not mapped"
 
 
@@ -61,6 +76,6 @@ CASES = [(s, spec, name, value) for s, spec, _ in PAIRS for name, value in bound
 def test_every_value_the_crd_admits_renders_valid_settings(
     section: str, spec: type[BaseModel], field: str, value: Any
 ) -> None:
-    rendered = getattr(render(section, {field: value}), section)
+    rendered = render(section, {field: value})
     by_api_name = {f.alias or n: n for n, f in spec.model_fields.items()}
     assert getattr(rendered, by_api_name[field]) == value

@@ -41,6 +41,11 @@ class BackendSettings(_Section):
     max_in_flight: int = Field(
         default=16, ge=1, description="Concurrent requests at which the backend is saturated"
     )
+    content_types: list[str] | None = Field(
+        default=None,
+        description="Content part types the model accepts (for example [text, image_url]); "
+        "None: forward any and let the model answer",
+    )
 
 
 class RedisSettings(_Section):
@@ -78,6 +83,12 @@ class RetrievalSettings(_Section):
     value_weight: float = Field(
         default=0.5, ge=0, le=1, description="Weight of the learned value against similarity"
     )
+    context_turns: int = Field(
+        default=1,
+        ge=0,
+        le=8,
+        description="Earlier user turns embedded (and stored) with a follow-up question",
+    )
 
 
 class RoutingSettings(_Section):
@@ -106,6 +117,19 @@ class RoutingSettings(_Section):
     )
 
 
+class IneligibleSettings(_Section):
+    """What a request the cache cannot serve faithfully may still do (tools, a response
+    format, n > 1, logprobs, a seed, non-text content): by default nothing but reach the
+    large model."""
+
+    exact_hits: bool = Field(default=False, description="May be answered from an exact hit")
+    examples: bool = Field(default=False, description="May get in-context examples")
+    route: Literal["large", "policy"] = Field(
+        default="large", description="large: always the large model; policy: as routed"
+    )
+    store: bool = Field(default=False, description="Its answer may be cached")
+
+
 class CacheSettings(_Section):
     exact_match: bool = True
     store_large: bool = True
@@ -115,6 +139,7 @@ class CacheSettings(_Section):
     ttl_seconds: int = Field(default=0, ge=0, description="0 keeps examples until evicted")
     redact_pii: bool = False
     max_example_tokens: int = Field(default=512, ge=16)
+    ineligible: IneligibleSettings = IneligibleSettings()
 
 
 class TenancySettings(_Section):

@@ -75,6 +75,12 @@ class Metrics:
             ["result"],
             registry=r,
         )
+        self.ineligible = Counter(
+            "iccache_cache_ineligible",
+            "Requests the cache could not serve faithfully, by reason",
+            ["reason"],
+            registry=r,
+        )
         self.degraded = Counter(
             "iccache_degraded",
             "Requests served without a failed dependency",

@@ -128,6 +128,18 @@ class ExternalRedis(_Obj):
     password_secret_ref: SecretKeyRef | None = None
 
 
+class IneligibleSpec(_Obj):
+    """What a request the cache cannot serve faithfully (tools, a response format,
+    n > 1, logprobs, a seed, non-text content) may still do."""
+
+    exact_hits: bool = Field(default=False, description="May be answered from an exact hit")
+    examples: bool = Field(default=False, description="May get in-context examples")
+    route: Literal["large", "policy"] = Field(
+        default="large", description="large: always the large model; policy: as routed"
+    )
+    store: bool = Field(default=False, description="Its answer may be cached")
+
+
 class CacheSpec(_Obj):
     model_config = ConfigDict(
         json_schema_extra=_rules(
@@ -149,6 +161,7 @@ class CacheSpec(_Obj):
     store_small: bool = Field(default=False, description="Also cache small-model answers")
     dedupe_similarity: float = Field(default=0.97, ge=0, le=1)
     redact_pii: bool = Field(default=False, description="Redact personal data before caching")
+    ineligible: IneligibleSpec = Field(default_factory=IneligibleSpec)
 
 
 # The public knobs of retrieval and routing. They are declared here, for the API, and
@@ -165,6 +178,12 @@ class RetrievalSpec(_Obj):
     )
     value_weight: float = Field(
         default=0.5, ge=0, le=1, description="Weight of the learned value against similarity"
+    )
+    context_turns: int = Field(
+        default=1,
+        ge=0,
+        le=8,
+        description="Earlier user turns embedded (and stored) with a follow-up question",
     )
 
 

@@ -15,7 +15,10 @@ from iccache_dataplane.core.errors import InvalidRequest, UnknownModel
 
 
 def chat_messages(items: Sequence[MessageIn]) -> list[ChatMessage]:
-    return [ChatMessage("system" if m.role == "developer" else m.role, m.text()) for m in items]
+    return [
+        ChatMessage("system" if m.role == "developer" else m.role, m.text(), raw=m.wire())
+        for m in items
+    ]
 
 
 class _HasErrors(Protocol):
@@ -56,8 +59,9 @@ def build_request(
         force = backend_models[body.model]
     if body.iccache.force_model:
         force = Route(body.iccache.force_model)
-    if not any(m.role == "user" and m.content.strip() for m in messages):
+    if not any(m.role == "user" and _has_content(m) for m in messages):
         raise InvalidRequest("messages must contain a non-empty user message", param="messages")
+    options = body.stream_options
     return RouterRequest(
         tenant=resolve_tenant(settings.tenancy, headers, body.user),
         messages=tuple(messages),
@@ -66,8 +70,19 @@ def build_request(
             temperature=body.temperature,
             top_p=body.top_p,
             stop=body.stops(),
+            passthrough=body.passthrough(),
+            stream_usage=bool(options and options.include_usage),
         ),
         skip_cache=body.iccache.skip_cache or headers.get("x-iccache-skip-cache") == "true",
         no_store=body.iccache.no_store or headers.get("x-iccache-no-store") == "true",
         force=force,
     )
+
+
+def _has_content(message: ChatMessage) -> bool:
+    content = (message.raw or {}).get("content")
+    if isinstance(content, list):
+        return any(
+            part.get("type") != "text" or str(part.get("text", "")).strip() for part in content
+        )
+    return bool(message.content.strip())

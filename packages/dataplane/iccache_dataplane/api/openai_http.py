@@ -5,7 +5,7 @@ HTTP statuses here, and only here, in the error shape of :class:`ErrorBody`."""
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any, Literal
 
 from fastapi import FastAPI, Request
@@ -43,7 +43,7 @@ from iccache_dataplane.api.openai_schema import (
     _Common,
 )
 from iccache_dataplane.api.tenancy import check_tenant
-from iccache_dataplane.core.domain import ChatMessage, Decision, Delta, RouterRequest
+from iccache_dataplane.core.domain import ChatMessage, Decision, Delta, RouterRequest, Usage
 from iccache_dataplane.core.errors import ErrorKind, IccacheError
 from iccache_dataplane.requestpath.service import RouterService
 
@@ -101,7 +101,8 @@ def create_http_app(service: RouterService, ready: dict[str, bool] | None = None
     async def _iccache_error(_: Request, exc: IccacheError) -> Response:
         service.metrics.errors.labels(exc.kind.value).inc()
         code = ERROR_CODE.get(exc.kind, exc.kind.value)
-        return error_response(HTTP_STATUS[exc.kind], exc.message, code, exc.param)
+        status = exc.http_status or HTTP_STATUS[exc.kind]
+        return error_response(status, exc.message, code, exc.param)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> Response:
@@ -124,7 +125,7 @@ def create_http_app(service: RouterService, ready: dict[str, bool] | None = None
             if not isinstance(first, Decision):  # pragma: no cover - stream() yields it first
                 raise IccacheError("stream did not start with a decision")
             return StreamingResponse(
-                _sse(first, events, kind, public, created),
+                _sse(first, events, kind, public, created, req.params.stream_usage),
                 media_type="text/event-stream",
                 headers=decision_headers(first),
             )
@@ -136,7 +137,21 @@ def create_http_app(service: RouterService, ready: dict[str, bool] | None = None
             DecisionOut.of(d),
         )
         body: BaseModel
-        if kind == "chat":
+        if kind == "chat" and done.raw is not None:
+            # The model's response as it sent it (tool calls, logprobs, usage details),
+            # under iccache's id and routed model name, with the decision added.
+            body = ChatCompletion.model_validate(
+                {
+                    **done.raw,
+                    "id": cid,
+                    "object": "chat.completion",
+                    "created": done.raw.get("created", created),
+                    "model": public,
+                    "usage": done.raw.get("usage") or usage,
+                    "iccache": decision,
+                }
+            )
+        elif kind == "chat":
             message = AssistantMessage(content=done.text)
             choice = ChatChoice(message=message, finish_reason=done.finish_reason)
             body = ChatCompletion(
@@ -226,20 +241,48 @@ def _chunk(
     return b"data: " + body.model_dump_json(exclude=exclude).encode() + b"\n\n"
 
 
+def _passed_on(raw: Mapping[str, Any], cid: str, model: str, created: int) -> bytes:
+    """A model's stream chunk as it sent it, under iccache's id and routed model name."""
+    chunk = ChatChunk.model_validate(
+        {**raw, "id": cid, "object": "chat.completion.chunk", "model": model, "created": created}
+    )
+    return b"data: " + chunk.model_dump_json(exclude_unset=True).encode() + b"\n\n"
+
+
+def _usage_chunk(cid: str, model: str, created: int, usage: Usage) -> bytes:
+    chunk = ChatChunk(id=cid, created=created, model=model, choices=[], usage=UsageOut.of(usage))
+    return b"data: " + chunk.model_dump_json(exclude={"iccache"}).encode() + b"\n\n"
+
+
 async def _sse(
     decision: Decision,
     events: AsyncIterator[Decision | Delta],
     kind: Kind,
     model: str,
     created: int,
+    include_usage: bool = False,
 ) -> AsyncIterator[bytes]:
     cid = completion_id(kind, decision.request_id)
     yield _chunk(kind, cid, created, model, "", None, DecisionOut.of(decision))
+    usage: Usage | None = None
+    usage_sent = False
     try:
         async for event in events:
-            if isinstance(event, Delta) and (event.text or event.finish_reason):
+            if not isinstance(event, Delta):
+                continue
+            usage = event.usage or usage
+            if kind == "chat" and event.raw is not None:
+                if event.raw.get("choices"):
+                    yield _passed_on(event.raw, cid, model, created)
+                elif include_usage:  # the model's usage chunk
+                    yield _passed_on(event.raw, cid, model, created)
+                    usage_sent = True
+            elif event.text or event.finish_reason:
                 yield _chunk(kind, cid, created, model, event.text, event.finish_reason)
     except IccacheError as exc:  # headers are gone: report in-band, as OpenAI does
         error = ErrorBody(error=ErrorDetail(message=exc.message, type=exc.kind.value))
         yield b"data: " + error.model_dump_json(exclude_none=True).encode() + b"\n\n"
+    else:
+        if kind == "chat" and include_usage and not usage_sent and usage is not None:
+            yield _usage_chunk(cid, model, created, usage)  # counted by the router
     yield b"data: [DONE]\n\n"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from iccache_dataplane.core.domain import Decision, Usage
 
@@ -36,6 +36,9 @@ class DecisionOut(BaseModel):
     exact_hit: bool
     fell_back: bool
     degraded: list[str]
+    ineligible: str | None = Field(
+        default=None, description="Why the cache could not serve the request, if it could not"
+    )
 
     @classmethod
     def of(cls, d: Decision) -> DecisionOut:
@@ -50,10 +53,18 @@ class DecisionOut(BaseModel):
             exact_hit=d.exact_hit,
             fell_back=d.fell_back,
             degraded=d.degraded,
+            ineligible=d.ineligible,
         )
 
 
-class UsageOut(BaseModel):
+class _Open(BaseModel):
+    """A shape whose other fields (a model's ``tool_calls``, ``logprobs``,
+    ``system_fingerprint``, usage details...) are kept and sent on."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+class UsageOut(_Open):
     prompt_tokens: int
     completion_tokens: int
     total_tokens: int
@@ -67,15 +78,15 @@ class UsageOut(BaseModel):
         )
 
 
-class AssistantMessage(BaseModel):
+class AssistantMessage(_Open):
     role: Literal["assistant"] = "assistant"
-    content: str
+    content: str | None
 
 
-class ChatChoice(BaseModel):
+class ChatChoice(_Open):
     index: int = 0
     message: AssistantMessage
-    finish_reason: str
+    finish_reason: str | None
 
 
 class TextChoice(BaseModel):
@@ -85,13 +96,13 @@ class TextChoice(BaseModel):
     logprobs: None = None
 
 
-class ChatCompletion(BaseModel):
+class ChatCompletion(_Open):
     id: str
     object: Literal["chat.completion"] = "chat.completion"
     created: int
     model: str
     choices: list[ChatChoice]
-    usage: UsageOut
+    usage: UsageOut | None = None
     iccache: DecisionOut
 
 
@@ -105,23 +116,24 @@ class TextCompletion(BaseModel):
     iccache: DecisionOut
 
 
-class ChunkDelta(BaseModel):
+class ChunkDelta(_Open):
     role: Literal["assistant"] | None = None
-    content: str
+    content: str | None = None
 
 
-class ChatChunkChoice(BaseModel):
+class ChatChunkChoice(_Open):
     index: int = 0
     delta: ChunkDelta
-    finish_reason: str | None
+    finish_reason: str | None = None
 
 
-class ChatChunk(BaseModel):
+class ChatChunk(_Open):
     id: str
     object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
     created: int
     model: str
     choices: list[ChatChunkChoice]
+    usage: UsageOut | None = None
     iccache: DecisionOut | None = None
 
 

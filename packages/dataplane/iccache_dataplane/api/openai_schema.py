@@ -1,11 +1,12 @@
-"""The parts of the OpenAI request schema the router accepts, plus its own options.
+"""The OpenAI request schema as the router reads it, plus its own options.
 
-Unknown fields are ignored (clients send many optional ones); known ones are checked.
+The fields declared here are the ones iccache interprets (and checks); every other field
+is kept (``model_extra``) and sent to the chosen model unchanged.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -20,27 +21,52 @@ class IccacheOptions(BaseModel):
     force_model: Literal["small", "large"] | None = None
 
 
-class TextPart(BaseModel):
-    type: Literal["text"]
-    text: str
+class ContentPart(BaseModel):
+    """A part of a message's content: text, or anything else the model may accept
+    (images, audio, files), which is forwarded as sent."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str = Field(min_length=1)
+    text: str | None = None
 
 
 class MessageIn(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    """A turn; fields beyond these (``tool_calls``, ``tool_call_id``, ``name``...) are kept."""
 
-    role: Literal["system", "developer", "user", "assistant"]
-    content: str | list[TextPart] | None = None
+    model_config = ConfigDict(extra="allow")
+
+    role: Literal["system", "developer", "user", "assistant", "tool", "function"]
+    content: str | list[ContentPart] | None = None
 
     def text(self) -> str:
         if self.content is None:
             return ""
         if isinstance(self.content, str):
             return self.content
-        return "".join(part.text for part in self.content)
+        return "".join(part.text or "" for part in self.content if part.type == "text")
+
+    def has_content(self) -> bool:
+        if isinstance(self.content, list):
+            return any(p.type != "text" or (p.text or "").strip() for p in self.content)
+        return bool(self.content and self.content.strip())
+
+    def wire(self) -> dict[str, Any]:
+        """The message as the model receives it (``developer`` is sent as ``system``)."""
+        raw = self.model_dump(exclude_unset=True)
+        if self.role == "developer":
+            raw["role"] = "system"
+        return raw
+
+
+class StreamOptions(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    include_usage: bool = False
 
 
 class _Common(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="allow")
 
     model: str = Field(min_length=1)
     max_tokens: int | None = Field(default=None, ge=1)
@@ -48,9 +74,16 @@ class _Common(BaseModel):
     top_p: float | None = Field(default=None, gt=0, le=1)
     stop: str | list[str] | None = None
     stream: bool = False
-    n: int = Field(default=1, ge=1, le=1, description="only one choice is supported")
+    stream_options: StreamOptions | None = None
     user: str | None = None
     iccache: IccacheOptions = IccacheOptions()
+
+    def passthrough(self) -> dict[str, Any]:
+        """Fields sent to the model as the client sent them."""
+        extra = dict(self.model_extra or {})
+        if self.user is not None:
+            extra["user"] = self.user
+        return extra
 
     @field_validator("stop")
     @classmethod

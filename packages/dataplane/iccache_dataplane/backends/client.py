@@ -18,13 +18,13 @@ from typing import Any
 import aiohttp
 
 from iccache_contract.settings import BackendSettings
-from iccache_dataplane.core.domain import ChatMessage, Delta, GenerationParams, Route, Usage
+from iccache_dataplane.core.domain import ChatMessage, Delta, GenerationParams, Reply, Route, Usage
 from iccache_dataplane.core.errors import (
+    BackendRejected,
     BackendTimeout,
     BackendUnavailable,
     ContextTooLong,
     IccacheError,
-    InvalidRequest,
 )
 from iccache_dataplane.core.load import LoadTracker
 
@@ -70,8 +70,9 @@ class Backend:
         self, messages: Sequence[ChatMessage], params: GenerationParams, stream: bool
     ) -> dict[str, Any]:
         body: dict[str, Any] = {
+            **params.passthrough,
             "model": self.settings.model,
-            "messages": [{"role": m.role, "content": m.content} for m in messages],
+            "messages": [m.wire() for m in messages],
             "max_tokens": params.max_tokens,
         }
         if params.temperature is not None:
@@ -81,6 +82,8 @@ class Backend:
         if params.stop:
             body["stop"] = list(params.stop)
         if stream:
+            # Usage is always asked for (the router counts tokens); the client sees the
+            # usage chunk only if it asked for it too.
             body["stream"] = True
             body["stream_options"] = {"include_usage": True}
         return body
@@ -94,7 +97,7 @@ class Backend:
         if status == 400 and ("context" in detail.lower() or "too long" in detail.lower()):
             return ContextTooLong(f"{who} rejected the prompt: {detail}", param="messages")
         if 400 <= status < 500 and status not in RETRY_STATUSES:
-            return InvalidRequest(f"{who} rejected the request ({status}): {detail}")
+            return BackendRejected(f"{who} rejected the request ({status}): {detail}", status)
         self.load.mark_down()
         return BackendUnavailable(f"{who} answered {status}: {detail}")
 
@@ -105,9 +108,7 @@ class Backend:
             return BackendTimeout(f"the {self.route.value} model timed out")
         return BackendUnavailable(f"the {self.route.value} model is unavailable: {exc!r}")
 
-    async def complete(
-        self, messages: Sequence[ChatMessage], params: GenerationParams
-    ) -> tuple[str, str, Usage]:
+    async def complete(self, messages: Sequence[ChatMessage], params: GenerationParams) -> Reply:
         body = self._body(messages, params, stream=False)
         with self.load.track():
             for attempt in range(self.settings.max_retries + 1):
@@ -129,7 +130,8 @@ class Backend:
         data = json.loads(text)
         choice = data["choices"][0]
         content = (choice.get("message") or {}).get("content") or ""
-        return content, choice.get("finish_reason") or "stop", _usage(data.get("usage")) or Usage()
+        finish = choice.get("finish_reason") or "stop"
+        return Reply(content, finish, _usage(data.get("usage")) or Usage(), raw=data)
 
     async def stream(
         self, messages: Sequence[ChatMessage], params: GenerationParams
@@ -151,11 +153,11 @@ class Backend:
                         usage = _usage(chunk.get("usage"))
                         if not chunk.get("choices"):
                             if usage:
-                                yield Delta("", None, usage)
+                                yield Delta("", None, usage, raw=chunk)
                             continue
                         choice = chunk["choices"][0]
                         text = (choice.get("delta") or {}).get("content") or ""
-                        yield Delta(text, choice.get("finish_reason"), usage)
+                        yield Delta(text, choice.get("finish_reason"), usage, raw=chunk)
             except (aiohttp.ClientError, TimeoutError) as exc:
                 raise self._failed(exc) from exc
         self.load.mark_up()

@@ -71,7 +71,7 @@ class PairwiseJudge:
     ) -> Verdict:
         params = GenerationParams(max_tokens=256, temperature=0.0)
         try:
-            large_answer, _, _ = await self._large.complete(conversation, params)
+            large_answer = (await self._large.complete(conversation, params)).text
             small_is_a = self._rng.random() < 0.5
             a, b = (small_answer, large_answer) if small_is_a else (large_answer, small_answer)
             reply = await self._client.chat.completions.create(

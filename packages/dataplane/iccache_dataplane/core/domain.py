@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -23,8 +25,16 @@ class Route(Enum):
 
 @dataclass(frozen=True)
 class ChatMessage:
+    """One turn. ``content`` is its text (what is embedded, counted and cached); ``raw``,
+    when the turn came from a client, is the message as sent (tool calls, content parts
+    of any type), which is what the model receives."""
+
     role: str
     content: str
+    raw: Mapping[str, Any] | None = field(default=None, compare=False)
+
+    def wire(self) -> Mapping[str, Any]:
+        return self.raw if self.raw is not None else {"role": self.role, "content": self.content}
 
 
 @dataclass(frozen=True)
@@ -33,6 +43,10 @@ class GenerationParams:
     temperature: float | None = None
     top_p: float | None = None
     stop: tuple[str, ...] = ()
+    passthrough: Mapping[str, Any] = field(default_factory=dict)
+    """Request fields iccache does not interpret, sent to the model unchanged."""
+    stream_usage: bool = False
+    """The client asked for a usage chunk at the end of a stream."""
 
 
 @dataclass(frozen=True)
@@ -48,7 +62,7 @@ class RouterRequest:
 
     @property
     def query(self) -> str:
-        """The text that is embedded and cached: the last user turn."""
+        """The last user turn."""
         for message in reversed(self.messages):
             if message.role == "user":
                 return message.content
@@ -145,6 +159,7 @@ class Decision:
     degraded: list[str] = field(default_factory=list)  # what was down
     fell_back: bool = False
     predicted_quality: float | None = None
+    ineligible: str | None = None  # why the cache could not serve this request faithfully
 
     @property
     def max_similarity(self) -> float:
@@ -163,11 +178,23 @@ class Usage:
 
 @dataclass(frozen=True)
 class Delta:
-    """A piece of a streamed answer; the last one carries the finish reason."""
+    """A piece of a streamed answer; the last one carries the finish reason. ``raw`` is
+    the model's chunk as it sent it (tool calls, logprobs), passed on to the client."""
 
     text: str
     finish_reason: str | None = None
     usage: Usage | None = None
+    raw: Mapping[str, Any] | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True)
+class Reply:
+    """A model's whole answer; ``raw`` is its response body as it sent it."""
+
+    text: str
+    finish_reason: str
+    usage: Usage
+    raw: Mapping[str, Any] | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -200,6 +227,7 @@ class Completion:
     finish_reason: str
     usage: Usage
     decision: Decision
+    raw: Mapping[str, Any] | None = field(default=None, compare=False)
 
 
 def estimate_tokens(text: str) -> int:

@@ -29,9 +29,28 @@ class IccacheError(Exception):
         self.message = message
         self.param = param
 
+    @property
+    def http_status(self) -> int | None:
+        """A status of its own, where the kind's status does not say enough."""
+        return None
+
 
 class InvalidRequest(IccacheError):
     kind = ErrorKind.INVALID_ARGUMENT
+
+
+class BackendRejected(IccacheError):
+    """The model refused the request (an unsupported parameter, say): the client gets
+    the model's status and message, not an error of the router."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+        self.kind = ErrorKind.NOT_FOUND if status == 404 else ErrorKind.INVALID_ARGUMENT
+
+    @property
+    def http_status(self) -> int | None:
+        return self.status
 
 
 class UnknownModel(IccacheError):

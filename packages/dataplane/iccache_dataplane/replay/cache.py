@@ -117,10 +117,15 @@ class ReplayCache:
 
     async def delete(self, example_id: str) -> bool:
         key = self.layout.example_key(example_id)
-        tenant, prompt = await redis_call(lambda: self._r.hmget(key, [F.TENANT, F.PROMPT]))
+        fields = [F.TENANT, F.PROMPT, F.EXACT_KEY]
+        tenant, prompt, exact_key = await redis_call(lambda: self._r.hmget(key, fields))
         if tenant is None:
             return False
-        exact = self.layout.exact_key(as_text(tenant), as_text(prompt or b""))
+        exact = (
+            as_text(exact_key)
+            if exact_key
+            else self.layout.exact_key(as_text(tenant), as_text(prompt or b""))
+        )
         return bool(await redis_call(lambda: self._delete(keys=[key, exact], args=[example_id])))
 
     async def write_summary(self, summary: Mapping[str, object]) -> None:

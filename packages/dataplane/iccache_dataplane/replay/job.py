@@ -188,12 +188,13 @@ class ReplayJob:
         allowed = budget.reserve(messages, max_tokens)
         usage = None
         try:
-            text, _, usage = await backend.complete(
+            reply = await backend.complete(
                 messages, GenerationParams(max_tokens=allowed, temperature=temperature)
             )
+            usage = reply.usage
         finally:
             budget.charge(usage, messages, allowed)
-        return text
+        return reply.text
 
     # -- distil ----------------------------------------------------------------------
     async def _distil(self, item: Ranked, budget: Budget, report: TenantReport) -> str:

@@ -22,22 +22,26 @@ class Admission(StrEnum):
 def admit(
     req: RouterRequest,
     decision: Decision,
+    prompt: str,
     answer: str,
     *,
     embedded: bool,
     nearest_similarity: float | None,
     cache: CacheSettings,
 ) -> Admission:
-    """Store an answer only if the client allows it, it was embedded, it is not empty,
-    its model's answers are kept (small ones only when configured, never after a
+    """Store an answer only if the client allows it, the cache could serve the request
+    (or ``cache.ineligible.store`` says to keep it anyway), it was embedded, it is not
+    empty, its model's answers are kept (small ones only when configured, never after a
     fall-over to the small model), it fits an example's size and it is not a near
     duplicate of what is cached."""
     if req.no_store or req.skip_cache or not embedded or not answer.strip():
         return Admission.SKIPPED
+    if decision.ineligible is not None and not cache.ineligible.store:
+        return Admission.SKIPPED
     allowed = cache.store_large if decision.route is Route.LARGE else cache.store_small
     if not allowed or (decision.fell_back and decision.route is Route.SMALL):
         return Admission.SKIPPED
-    exchange = [ChatMessage("user", req.query), ChatMessage("assistant", answer)]
+    exchange = [ChatMessage("user", prompt), ChatMessage("assistant", answer)]
     if prompt_tokens(exchange) > cache.max_example_tokens:
         return Admission.TOO_LONG
     if nearest_similarity is not None and nearest_similarity >= cache.dedupe_similarity:
@@ -45,8 +49,8 @@ def admit(
     return Admission.STORED
 
 
-def example_text(req: RouterRequest, answer: str, cache: CacheSettings) -> tuple[str, str]:
+def example_text(prompt: str, answer: str, cache: CacheSettings) -> tuple[str, str]:
     """The prompt and answer as they are stored (redacted when configured)."""
     if cache.redact_pii:
-        return redact(req.query), redact(answer)
-    return req.query, answer
+        return redact(prompt), redact(answer)
+    return prompt, answer

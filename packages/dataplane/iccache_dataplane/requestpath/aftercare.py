@@ -18,7 +18,7 @@ from iccache_dataplane.core.domain import (
     estimate_tokens,
 )
 from iccache_dataplane.core.errors import DependencyDown
-from iccache_dataplane.core.prompting import prompt_tokens
+from iccache_dataplane.core.prompting import conversation_text, prompt_tokens
 from iccache_dataplane.metrics import Metrics
 from iccache_dataplane.requestpath.admission import Admission, admit, example_text
 from iccache_dataplane.requestpath.decisions import DecisionLog
@@ -114,15 +114,21 @@ class Aftercare:
         outcome = admit(
             req,
             plan.decision,
+            plan.retrieval_text,
             text,
             embedded=plan.vector is not None,
             nearest_similarity=plan.nearest_similarity,
             cache=cache,
         )
         if outcome is Admission.STORED and self.index is not None and plan.vector is not None:
-            prompt, answer = example_text(req, text, cache)
+            prompt, answer = example_text(plan.retrieval_text, text, cache)
             await self.index.add(
-                req.tenant, prompt, answer, plan.vector, plan.decision.backend_model
+                req.tenant,
+                prompt,
+                answer,
+                plan.vector,
+                plan.decision.backend_model,
+                exact_text=conversation_text(req.messages),
             )
         self.metrics.admissions.labels(outcome.value).inc()
 

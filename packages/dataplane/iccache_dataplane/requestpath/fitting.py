@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from iccache_contract.settings import BackendSettings
 from iccache_dataplane.core.domain import Candidate, RouterRequest
-from iccache_dataplane.core.errors import ContextTooLong
+from iccache_dataplane.core.errors import ContextTooLong, InvalidRequest
 from iccache_dataplane.core.prompting import prompt_tokens, with_examples
 
 
@@ -17,6 +17,26 @@ def check_context(limits: Sequence[BackendSettings], tokens: int, max_tokens: in
         raise ContextTooLong(
             f"the prompt (about {tokens} tokens) plus max_tokens ({max_tokens}) exceeds "
             f"the largest model context ({limit} tokens)",
+            param="messages",
+        )
+
+
+def check_content(backend: BackendSettings, req: RouterRequest) -> None:
+    """Refuse content parts the chosen model is known not to accept (``content_types``)."""
+    if backend.content_types is None:
+        return
+    found = {
+        str(part.get("type"))
+        for m in req.messages
+        if isinstance(content := (m.raw or {}).get("content"), list)
+        for part in content
+        if isinstance(part, dict)
+    }
+    refused = sorted(found - set(backend.content_types))
+    if refused:
+        raise InvalidRequest(
+            f"model {backend.model!r} accepts content parts of types "
+            f"{sorted(backend.content_types)}, not {refused}",
             param="messages",
         )
 

@@ -13,6 +13,7 @@ from iccache_dataplane.core.domain import (
     ChatMessage,
     Delta,
     GenerationParams,
+    Reply,
     Route,
     RouterRequest,
     Usage,
@@ -32,8 +33,8 @@ Call = Callable[[ModelBackend, Sequence[ChatMessage], GenerationParams], AsyncIt
 async def _unary(
     backend: ModelBackend, messages: Sequence[ChatMessage], params: GenerationParams
 ) -> AsyncIterator[Delta]:
-    text, finish, usage = await backend.complete(messages, params)
-    yield Delta(text, finish, usage)
+    reply = await backend.complete(messages, params)
+    yield Delta(reply.text, reply.finish_reason, reply.usage, raw=reply.raw)
 
 
 def _streamed(
@@ -47,10 +48,10 @@ class Generator:
         self.backends = backends
         self.metrics = metrics
 
-    async def complete(self, plan: Plan, req: RouterRequest) -> tuple[str, str, Usage]:
+    async def complete(self, plan: Plan, req: RouterRequest) -> Reply:
         deltas = [d async for d in self._attempts(plan, req, _unary)]
         done = deltas[-1]
-        return done.text, done.finish_reason or "stop", done.usage or Usage()
+        return Reply(done.text, done.finish_reason or "stop", done.usage or Usage(), done.raw)
 
     def stream(self, plan: Plan, req: RouterRequest) -> AsyncIterator[Delta]:
         return self._attempts(plan, req, _streamed)

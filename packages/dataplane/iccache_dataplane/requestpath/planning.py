@@ -12,7 +12,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
-from iccache_contract.settings import RouterSettings
+from iccache_contract.settings import IneligibleSettings, RouterSettings
 from iccache_dataplane.core.domain import (
     Candidate,
     ChatMessage,
@@ -24,17 +24,29 @@ from iccache_dataplane.core.domain import (
     Vector,
 )
 from iccache_dataplane.core.errors import DependencyDown
-from iccache_dataplane.core.prompting import prompt_tokens, with_examples
+from iccache_dataplane.core.prompting import (
+    conversation_text,
+    prompt_tokens,
+    retrieval_text,
+    with_examples,
+)
 from iccache_dataplane.core.selection import SelectionRules, select_examples
 from iccache_dataplane.metrics import Metrics
 from iccache_dataplane.requestpath.degrade import CacheGate, mark_degraded
-from iccache_dataplane.requestpath.fitting import check_context, fit_examples, fits
+from iccache_dataplane.requestpath.eligibility import ineligibility
+from iccache_dataplane.requestpath.fitting import (
+    check_content,
+    check_context,
+    fit_examples,
+    fits,
+)
 from iccache_dataplane.requestpath.ports import Backends, Embedder
 from iccache_dataplane.routing.base import RoutingContext, RoutingPolicy
 
 log = logging.getLogger(__name__)
 
 EMBED_TIMEOUT_SECONDS = 5.0
+EVERYTHING = IneligibleSettings(exact_hits=True, examples=True, route="policy", store=True)
 
 
 @dataclass
@@ -45,6 +57,7 @@ class Plan:
     candidates: list[Candidate]
     selected: list[Candidate] = field(default_factory=list)  # by utility, before routing
     exact_answer: str | None = None
+    retrieval_text: str = ""  # what was embedded: also the prompt an admitted example keeps
 
     @property
     def nearest_similarity(self) -> float | None:
@@ -97,19 +110,22 @@ class Planner:
         )
         vector: Vector | None = None
         candidates: list[Candidate] = []
+        text = retrieval_text(req.messages, self.settings.retrieval.context_turns)
+        allowed = self._eligibility(decision, req)
 
-        if self._exact_allowed(req):
+        if allowed.exact_hits and self._exact_allowed(req):
             answer = await self._exact(decision, req)
             if answer is not None:
-                return Plan(decision, [], None, [], exact_answer=answer)
+                return Plan(decision, [], None, [], exact_answer=answer, retrieval_text=text)
 
-        if not req.skip_cache:
-            vector = await self._embed(decision, req.query)
+        if not req.skip_cache and (allowed.examples or allowed.store) and text:
+            vector = await self._embed(decision, text)
             if vector is not None:
                 candidates = await self._retrieve(decision, vector)
 
         with self._stage("select"):
-            examples = select_examples(candidates, self.rules) if candidates else []
+            usable = candidates if allowed.examples else []
+            examples = select_examples(usable, self.rules) if usable else []
         features = RequestFeatures(
             max_similarity=max((c.similarity for c in candidates), default=0.0),
             mean_similarity=_mean([e.similarity for e in examples]),
@@ -122,6 +138,7 @@ class Planner:
         with self._stage("route"):
             await self._route(decision, req, features)
 
+        check_content(self.backends[decision.route].settings, req)
         messages = list(req.messages)
         if decision.route is Route.SMALL:
             decision.examples = fit_examples(examples, req, self.backends[Route.SMALL].settings)
@@ -129,24 +146,28 @@ class Planner:
         decision.backend_model = self.backends[decision.route].model
         self.metrics.examples.observe(len(decision.examples))
         self.metrics.similarity.observe(features.max_similarity)
-        return Plan(decision, messages, vector, candidates, selected=examples)
+        return Plan(decision, messages, vector, candidates, examples, retrieval_text=text)
 
     # -- steps --------------------------------------------------------------------------
+    def _eligibility(self, decision: Decision, req: RouterRequest) -> IneligibleSettings:
+        """What the cache may do for this request: everything, or for a request it cannot
+        serve faithfully, what ``cache.ineligible`` allows."""
+        reason = ineligibility(req)
+        if reason is None:
+            return EVERYTHING
+        decision.ineligible = reason
+        self.metrics.ineligible.labels(reason).inc()
+        return self.settings.cache.ineligible
+
     def _exact_allowed(self, req: RouterRequest) -> bool:
-        single_turn = sum(1 for m in req.messages if m.role != "system") == 1
-        return (
-            not req.skip_cache
-            and self.settings.cache.exact_match
-            and req.force is None
-            and single_turn
-        )
+        return not req.skip_cache and self.settings.cache.exact_match and req.force is None
 
     async def _exact(self, decision: Decision, req: RouterRequest) -> str | None:
         index = self.cache.usable(decision)
         if index is None:
             return None
         try:
-            hit = await index.exact(req.tenant, req.query)
+            hit = await index.exact(req.tenant, conversation_text(req.messages))
         except DependencyDown as exc:
             self.cache.failed(decision, exc)
             return None
@@ -191,6 +212,9 @@ class Planner:
                 "forced",
                 "forced by request",
             )
+        elif decision.ineligible is not None and self.settings.cache.ineligible.route == "large":
+            decision.route, decision.policy = Route.LARGE, "ineligible"
+            decision.reason = f"the cache cannot serve it faithfully ({decision.ineligible})"
         else:
             choice = await self.policy.decide(
                 RoutingContext(features, load_snapshot(self.backends))

@@ -15,9 +15,9 @@ from iccache_dataplane.core.domain import (
     ChatMessage,
     Delta,
     GenerationParams,
+    Reply,
     Route,
     StoredExample,
-    Usage,
     Vector,
     Verdict,
 )
@@ -36,7 +36,14 @@ class ExampleIndex(Protocol):
     async def search(self, tenant: str, vector: Vector, k: int) -> list[Candidate]: ...
 
     async def add(
-        self, tenant: str, prompt: str, response: str, vector: Vector, model: str
+        self,
+        tenant: str,
+        prompt: str,
+        response: str,
+        vector: Vector,
+        model: str,
+        *,
+        exact_text: str | None = None,
     ) -> str: ...
 
     async def count(self) -> int: ...
@@ -62,7 +69,7 @@ class ModelBackend(Protocol):
 
     async def complete(
         self, messages: Sequence[ChatMessage], params: GenerationParams
-    ) -> tuple[str, str, Usage]: ...
+    ) -> Reply: ...
 
     def stream(
         self, messages: Sequence[ChatMessage], params: GenerationParams

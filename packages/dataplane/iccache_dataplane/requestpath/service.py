@@ -76,9 +76,11 @@ class RouterService:
             plan = await self.planner.plan(req)
             if plan.exact_answer is not None:
                 return self.aftercare.exact_served(plan, req, plan.exact_answer)
-            text, finish, usage = await self.generator.complete(plan, req)
-            self.aftercare.answered(plan, req, text, usage)
-            return Completion(text, finish, usage, plan.decision)
+            reply = await self.generator.complete(plan, req)
+            self.aftercare.answered(plan, req, reply.text, reply.usage)
+            return Completion(
+                reply.text, reply.finish_reason, reply.usage, plan.decision, reply.raw
+            )
 
     async def stream(self, req: RouterRequest) -> AsyncIterator[Decision | Delta]:
         """Yields the Decision first, then Deltas. Falls over to the other model only
@@ -103,8 +105,10 @@ class RouterService:
             text = "".join(parts)
             if not (usage.prompt_tokens or usage.completion_tokens):
                 # Some servers (llama.cpp) send no usage when streaming: estimate it, so
-                # the token and cost metrics still count streamed requests.
+                # the token and cost metrics still count streamed requests (and a client
+                # that asked for usage gets the estimate).
                 usage = Usage(prompt_tokens(plan.messages), estimate_tokens(text) if text else 0)
+                yield Delta("", None, usage)
             self.aftercare.answered(plan, req, text, usage)
 
     async def feedback(

@@ -192,12 +192,17 @@ class ExampleStore:
         vector: Vector,
         model: str,
         extra: Mapping[str, str | float] | None = None,
+        *,
+        exact_text: str | None = None,
     ) -> str:
-        """Store one example atomically (the hash and its exact-match key together)."""
+        """Store one example atomically (the hash and its exact-match key together).
+        The exact-match key is made from ``exact_text`` (the whole conversation) when
+        given, else from the prompt; the hash keeps the key's name for deletion."""
         example_id = uuid.uuid4().hex
         key = self.layout.example_key(example_id)
-        exact = self.layout.exact_key(tenant, prompt)
+        exact = self.layout.exact_key(tenant, prompt if exact_text is None else exact_text)
         mapping = example_fields(tenant, prompt, response, vector, model, time.time())
+        mapping[F.EXACT_KEY] = exact
         mapping.update(extra or {})
 
         async def write() -> None:

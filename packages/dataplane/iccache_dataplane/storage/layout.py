@@ -50,6 +50,7 @@ class ExampleField(StrEnum):
     REPLAYED_AT = "replayed_at"  # when the replay job last worked on it
     SOURCE = "source"  # "replay-expand" for companions the replay job created
     PARENT = "parent"  # the example a companion was created from
+    EXACT_KEY = "exact_key"  # the name of its exact-match key (absent in older examples)
 
 
 DISTANCE = "distance"  # the KNN score's alias in search results

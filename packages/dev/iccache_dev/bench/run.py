@@ -91,11 +91,11 @@ async def answer_history(cfg: BenchConfig, style: AnswerStyle, seeds: Sequence[I
         bar = progress(len(missing), "large model answers the history (once)")
         try:
             for item in missing:
-                text, _, _ = await large.complete(
+                reply = await large.complete(
                     _messages(style, item.question),
                     GenerationParams(max_tokens=style.max_tokens, temperature=0.0),
                 )
-                answers.add(item.question, text.strip())
+                answers.add(item.question, reply.text.strip())
                 bar.update(1)
         finally:
             bar.close()

@@ -125,10 +125,10 @@ class SemanticCache:
         if found and found[0].similarity >= self.threshold:
             out.response, out.route = found[0].response, "cache"
         else:
-            text, _, usage = await self.large.complete(
+            reply = await self.large.complete(
                 messages, GenerationParams(max_tokens=max_tokens, temperature=0.0)
             )
-            out.response, out.route = text, "large"
-            self.tokens += usage.prompt_tokens + usage.completion_tokens
+            out.response, out.route = reply.text, "large"
+            self.tokens += reply.usage.prompt_tokens + reply.usage.completion_tokens
         out.latency = out.ttft = time.perf_counter() - start
         return out

@@ -65,6 +65,7 @@ def router_settings(owner: Owner, spec: api.InContextCacheSpec) -> RouterSetting
                 "capacity": cache.capacity,
                 "ttl_seconds": cache.ttl_seconds,
                 "redact_pii": cache.redact_pii,
+                "ineligible": cache.ineligible.model_dump(),
             },
             "tenancy": {"header": cache.tenant_header, "default_tenant": cache.default_tenant},
             "server": {
