@@ -88,6 +88,9 @@ INVALID = [
     ),
     ("missing models", _drop("models"), "spec.models"),
     ("bad tenant", _set("cache.defaultTenant", "has space"), "spec.cache.defaultTenant"),
+    ("api keys without a Secret", _set("tenancy.mode", "api-keys"), "mode api-keys needs"),
+    ("gateway without its secret", _set("tenancy.mode", "gateway"), "mode gateway needs"),
+    ("unknown tenancy mode", _set("tenancy.mode", "header"), "spec.tenancy.mode"),
 ]
 
 

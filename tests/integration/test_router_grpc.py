@@ -101,7 +101,6 @@ async def test_reflection_lists_and_describes_the_service(icc: Runtime) -> None:
             pb.GenerateRequest(messages=[pb.Message(role="system", content="be nice")]),
             "non-empty user message",
         ),
-        (pb.GenerateRequest(prompt="hi", tenant="no spaces allowed"), "tenant"),
     ],
 )
 async def test_invalid_requests_are_invalid_argument(

@@ -25,9 +25,7 @@ QUESTIONS = [
 TENANTS = ["acme", "globex", "initech", "umbrella", "hooli", "stark"]
 
 
-async def test_no_request_ever_receives_another_tenants_example(
-    icc: Runtime, embedder: Any
-) -> None:
+async def test_retrieval_never_returns_another_tenants_example(icc: Runtime, embedder: Any) -> None:
     store = icc.service.store
     assert store is not None
     rng = random.Random(2025)
@@ -47,26 +45,7 @@ async def test_no_request_ever_receives_another_tenants_example(
             assert owner[c.id] == tenant
             assert c.response.startswith(f"[{tenant}]")
 
-    # ...and through the whole router, where the examples reach the small model.
-    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{icc.http_port}", timeout=120) as http:
-        used = 0
-        for _ in range(30):
-            tenant = rng.choice(TENANTS)
-            r = await http.post(
-                "/v1/chat/completions",
-                headers={"x-iccache-tenant": tenant},
-                json={
-                    "model": "smollm2",
-                    "messages": [{"role": "user", "content": rng.choice(QUESTIONS) + " Briefly."}],
-                    "max_tokens": 1,
-                    "iccache": {"no_store": True},
-                },
-            )
-            assert r.status_code == 200
-            ids = r.json()["iccache"]["examples"]
-            used += len(ids)
-            assert all(owner[i] == tenant for i in ids), (tenant, ids)
-        assert used > 0  # the property was exercised, not vacuously true
+    # The whole router, with authenticated tenants: test_tenancy.py.
 
 
 async def test_feedback_teaches_which_examples_hurt_and_survives_restart(

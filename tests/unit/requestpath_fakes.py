@@ -80,6 +80,7 @@ class FakeIndex:
     selections: list[tuple[tuple[str, ...], float]] = field(default_factory=list)
     outcomes: list[tuple[tuple[str, ...], float]] = field(default_factory=list)
     decisions: dict[str, dict[str, Any]] = field(default_factory=dict)
+    added: list[dict[str, Any]] = field(default_factory=list)  # add()'s keyword arguments
 
     def _call(self) -> None:
         self.calls.append(sys._getframe(1).f_code.co_name)
@@ -117,8 +118,11 @@ class FakeIndex:
         model: str,
         *,
         exact_text: str | None = None,
+        request_id: str | None = None,
+        ttl_seconds: int | None = None,
     ) -> str:
         self._call()
+        self.added.append({"request_id": request_id, "ttl_seconds": ttl_seconds})
         row = Row(uuid.uuid4().hex, tenant, prompt, response, vector, model, exact_text)
         self.rows.append(row)
         return row.id
@@ -126,6 +130,10 @@ class FakeIndex:
     async def count(self) -> int:
         self._call()
         return len(self.rows)
+
+    async def count_of(self, tenant: str) -> int:
+        self._call()
+        return sum(1 for r in self.rows if r.tenant == tenant)
 
     async def record_selection(self, example_ids: Sequence[str], gain: float) -> None:
         self._call()

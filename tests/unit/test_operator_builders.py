@@ -292,3 +292,36 @@ def test_builders_are_deterministic(name: str) -> None:
     first.pop(("Secret", "demo-redis-auth"), None)  # the generated password differs
     second.pop(("Secret", "demo-redis-auth"), None)
     assert first == second
+
+
+def test_api_keys_mode_mounts_the_keys_secret_and_renders_tenancy() -> None:
+    spec = sample("cpu-llamacpp.yaml")
+    spec["tenancy"] = {
+        "mode": "api-keys",
+        "apiKeysSecretRef": {"name": "router-keys", "key": "keys.yaml"},
+        "adminSecretRef": {"name": "router-admin", "key": "key"},
+        "limits": {"requestsPerMinute": 600},
+        "overrides": {"acme": {"capacity": 1000, "ttlSeconds": 86400}},
+    }
+    children = build(spec)
+    pod = children[("Deployment", "demo-router")]["spec"]["template"]["spec"]
+    (volume,) = [v for v in pod["volumes"] if v["name"] == "api-keys"]
+    assert volume["secret"] == {
+        "secretName": "router-keys",
+        "items": [{"key": "keys.yaml", "path": "keys.yaml"}],
+    }
+    container = pod["containers"][0]
+    assert {"name": "api-keys", "mountPath": "/etc/iccache-keys", "readOnly": True} in container[
+        "volumeMounts"
+    ]
+    admin = [e for e in container["env"] if e["name"] == "ICCACHE_ADMIN_KEY"]
+    assert admin[0]["valueFrom"]["secretKeyRef"] == {"name": "router-admin", "key": "key"}
+    rendered = yaml.safe_load(children[("ConfigMap", "demo-router-config")]["data"]["router.yaml"])
+    tenancy = RouterSettings.model_validate(rendered).tenancy
+    assert tenancy.mode == "api-keys"
+    assert tenancy.keys_file == "/etc/iccache-keys/keys.yaml"
+    assert tenancy.admin_key_env == "ICCACHE_ADMIN_KEY"
+    assert tenancy.limits.requests_per_minute == 600
+    assert tenancy.overrides["acme"].capacity == 1000
+    refs = referenced_secrets(InContextCacheSpec.model_validate(spec))
+    assert ("spec.tenancy.apiKeysSecretRef", "router-keys", "keys.yaml") in refs

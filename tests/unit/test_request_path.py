@@ -172,3 +172,16 @@ async def test_feedback_from_another_tenant_is_refused() -> None:
         await s.service.feedback(done.decision.request_id, 1.0, tenant="other")
     await s.service.feedback(done.decision.request_id, 0.0, tenant="acme")
     assert s.index.outcomes == [(tuple(done.decision.example_ids), 0.0)]
+
+
+async def test_tenant_overrides_set_the_ttl_and_cap_the_examples() -> None:
+    overrides = {"acme": {"ttl_seconds": 60, "capacity": 2}}
+    s = stack(Route.LARGE, tenancy={"overrides": overrides, "default_tenant": "acme"})
+    first = await s.service.complete(request("How tall is Mount Everest?"))
+    await s.service.drain()
+    assert s.index.added == [{"request_id": first.decision.request_id, "ttl_seconds": 60}]
+    s.index.put("acme", "Where is Lake Titicaca?", "Peru and Bolivia.")
+    await s.service.complete(request("What is the longest river in Africa?"))
+    await s.service.drain()
+    assert len(s.index.rows) == 2  # the capacity: no third example
+    assert counter(s.metrics, "iccache_admissions_total", result="full") == 1

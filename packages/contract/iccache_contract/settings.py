@@ -142,10 +142,86 @@ class CacheSettings(_Section):
     ineligible: IneligibleSettings = IneligibleSettings()
 
 
+TENANT_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
+
+
+class TenantLimits(_Section):
+    """Per-tenant rates, shared by every router replica (counted in Redis per minute)."""
+
+    requests_per_minute: int | None = Field(default=None, ge=1, description="None: unlimited")
+    tokens_per_minute: int | None = Field(
+        default=None, ge=1, description="Prompt and completion tokens; None: unlimited"
+    )
+
+
+class TenantOverrides(TenantLimits):
+    """What one tenant gets instead of the defaults."""
+
+    ttl_seconds: int | None = Field(default=None, ge=0, description="Its examples' TTL")
+    capacity: int | None = Field(default=None, ge=0, description="Most examples it may keep")
+
+
 class TenancySettings(_Section):
-    header: str = "x-iccache-tenant"
-    use_user_field: bool = True
-    default_tenant: str = Field(default="default", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    """Who a request belongs to. ``single``: everyone is ``default_tenant`` and tenant
+    headers are ignored. ``api-keys``: ``Authorization: Bearer <key>`` names the tenant
+    (keys in ``keys_file``, reloaded when it changes). ``gateway``: the ``header`` is
+    honoured only from callers that present the gateway's shared secret."""
+
+    mode: Literal["single", "api-keys", "gateway"] = "single"
+    default_tenant: str = Field(default="default", pattern=TENANT_PATTERN)
+    keys_file: str | None = Field(default=None, description="api-keys: the mounted keys file")
+    header: str = Field(default="x-iccache-tenant", description="gateway: the tenant header")
+    gateway_secret_env: str | None = Field(
+        default=None, description="gateway: variable holding the gateway's shared secret"
+    )
+    gateway_secret_header: str = "x-iccache-gateway-secret"
+    admin_key_env: str | None = Field(
+        default=None, description="Variable holding the admin API's key (None: no admin API)"
+    )
+    limits: TenantLimits = TenantLimits()
+    overrides: dict[str, TenantOverrides] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _mode_needs_its_secret(self) -> TenancySettings:
+        if self.mode == "api-keys" and not self.keys_file:
+            raise ValueError("tenancy.mode api-keys needs tenancy.keys_file")
+        if self.mode == "gateway" and not self.gateway_secret_env:
+            raise ValueError("tenancy.mode gateway needs tenancy.gateway_secret_env")
+        return self
+
+    def limits_of(self, tenant: str) -> TenantLimits:
+        o = self.overrides.get(tenant)
+        if o is None:
+            return self.limits
+        return TenantLimits(
+            requests_per_minute=o.requests_per_minute or self.limits.requests_per_minute,
+            tokens_per_minute=o.tokens_per_minute or self.limits.tokens_per_minute,
+        )
+
+
+class ApiKey(_Section):
+    """One entry of the keys file. Give ``sha256`` (of the key) rather than ``key``."""
+
+    tenant: str = Field(pattern=TENANT_PATTERN)
+    sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+    key: str | None = Field(default=None, min_length=16, description="Hashed when loaded")
+    name: str = Field(default="", description="Who holds it (shown in logs; never the key)")
+    models: list[str] | None = Field(default=None, description="Models it may ask for")
+    revoked: bool = False
+    requests_per_minute: int | None = Field(default=None, ge=1)
+    tokens_per_minute: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="after")
+    def _one_form(self) -> ApiKey:
+        if (self.sha256 is None) == (self.key is None):
+            raise ValueError("give exactly one of sha256 and key")
+        return self
+
+
+class KeysFile(_Section):
+    """The api-keys mode's file (the ``keys.yaml`` of a Secret)."""
+
+    keys: list[ApiKey] = Field(default_factory=list)
 
 
 class ServerSettings(_Section):
@@ -237,7 +313,10 @@ class RouterSettings(BaseSettings):
         data: dict[str, Any] = {}
         if path is not None:
             text = path.read_text()
-            loaded = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+            try:
+                loaded = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+            except (json.JSONDecodeError, yaml.YAMLError) as exc:
+                raise ValueError(f"{path} is not valid YAML/JSON: {exc}") from exc
             if not isinstance(loaded, dict):
                 raise ValueError(f"{path}: expected a mapping at the top level")
             data = loaded

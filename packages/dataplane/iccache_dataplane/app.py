@@ -22,6 +22,8 @@ import uvicorn
 from fastapi import FastAPI
 
 from iccache_contract.settings import RouterSettings
+from iccache_dataplane.api.admin import add_admin_routes
+from iccache_dataplane.api.auth import Authenticator
 from iccache_dataplane.api.grpc_service import create_grpc_server, mark_serving
 from iccache_dataplane.api.openai_http import create_http_app
 from iccache_dataplane.backends.client import Backend
@@ -36,6 +38,7 @@ from iccache_dataplane.routing.registry import make_policy
 from iccache_dataplane.storage.connect import example_store, layout_of, redis_client
 from iccache_dataplane.storage.examples import ExampleStore, RedisBanditStore
 from iccache_dataplane.storage.loadboard import REPORT_SECONDS, LoadBoard
+from iccache_dataplane.storage.ratelimit import RateLimiter
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +81,7 @@ class Parts:
     service: RouterService
     board: LoadBoard
     status: dict[str, bool]
+    auth: Authenticator
 
     async def close(self) -> None:
         await self.service.drain()
@@ -90,6 +94,7 @@ class Parts:
 
 
 async def build(settings: RouterSettings, encoder: Encoder | None = None) -> Parts:
+    auth = Authenticator.from_settings(settings.tenancy)  # a bad keys file fails here, first
     metrics = Metrics()
     if encoder is None:
         encoder = await asyncio.to_thread(
@@ -117,11 +122,23 @@ async def build(settings: RouterSettings, encoder: Encoder | None = None) -> Par
         backends=backends,
         metrics=metrics,
         judge=judge,
+        limiter=RateLimiter(client, layout),
     )
     board = LoadBoard(client, layout)
     status = {"started": False, "index": False}
     return Parts(
-        settings, metrics, embedder, client, store, policy, backends, judge, service, board, status
+        settings,
+        metrics,
+        embedder,
+        client,
+        store,
+        policy,
+        backends,
+        judge,
+        service,
+        board,
+        status,
+        auth,
     )
 
 
@@ -154,8 +171,11 @@ async def maintain(parts: Parts) -> None:
 async def serving(parts: Parts) -> AsyncIterator[Runtime]:
     """HTTP and gRPC on the configured ports until the block exits."""
     server = parts.settings.server
-    http_app = create_http_app(parts.service, parts.status)
-    grpc_server, grpc_port = create_grpc_server(parts.service, f"{server.host}:{server.grpc_port}")
+    http_app = create_http_app(parts.service, parts.auth, parts.status)
+    add_admin_routes(http_app, parts.settings.tenancy, parts.store)
+    grpc_server, grpc_port = create_grpc_server(
+        parts.service, f"{server.host}:{server.grpc_port}", parts.auth
+    )
     uv = _QuietServer(
         uvicorn.Config(
             http_app,

@@ -27,6 +27,8 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _add_serve(commands)
     _add_replay(commands)
+    _add_cache(commands)
+    _add_keys(commands)
     for plugin in entry_points(group=COMMANDS_GROUP):
         plugin.load()(commands)
     args = parser.parse_args(argv)
@@ -74,6 +76,90 @@ def _add_replay(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     replay.set_defaults(run=_replay)
 
 
+def _add_cache(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    cache = commands.add_parser("cache", help="operate on the cached data")
+    verbs = cache.add_subparsers(dest="cache_command", metavar="VERB", required=True)
+    forget = verbs.add_parser(
+        "forget",
+        help="delete every example of a tenant, or what one request stored",
+        description="Talks to Redis directly with the router's settings; writes an audit line.",
+    )
+    which = forget.add_mutually_exclusive_group(required=True)
+    which.add_argument("--tenant", help="every example of this tenant")
+    which.add_argument("--request-id", help="the example this request's answer became")
+    forget.add_argument("--dry-run", action="store_true", help="count, delete nothing")
+    forget.add_argument("--config", type=Path, default=None, help="the router's settings file")
+    forget.set_defaults(run=_forget)
+
+
+def _add_keys(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    keys = commands.add_parser("keys", help="API keys for tenancy.mode api-keys")
+    verbs = keys.add_subparsers(dest="keys_command", metavar="VERB", required=True)
+    new = verbs.add_parser(
+        "new",
+        help="make a key: prints it once, and the entry for the keys file (its sha256 only)",
+    )
+    new.add_argument("--tenant", required=True)
+    new.add_argument("--name", default="", help="who holds it (shown in logs)")
+    new.set_defaults(run=_new_key)
+
+
+def _forget(args: argparse.Namespace, argv: list[str]) -> int:
+    import asyncio
+    import getpass
+
+    from pydantic import ValidationError
+
+    from iccache_contract.settings import RouterSettings
+    from iccache_dataplane.core.errors import IccacheError
+    from iccache_dataplane.storage.connect import example_store
+    from iccache_dataplane.storage.forget import forget
+
+    logging.basicConfig(level="INFO", format=LOG_FORMAT)
+    try:
+        settings = RouterSettings.load(args.config)
+    except (OSError, ValueError, ValidationError) as exc:
+        print(f"iccache cache forget: invalid settings: {exc}", file=sys.stderr)
+        return 2
+
+    async def run() -> int:
+        store = example_store(settings)
+        try:
+            done = await forget(
+                store,
+                who=f"cli:{getpass.getuser()}",
+                tenant=args.tenant,
+                request_id=args.request_id,
+                dry_run=args.dry_run,
+            )
+        finally:
+            await store.client.aclose()
+        verb = "would delete" if done.dry_run else "deleted"
+        print(f"{verb} {done.examples} example(s)")
+        return 0
+
+    try:
+        return asyncio.run(run())
+    except IccacheError as exc:
+        print(f"iccache cache forget: {exc.message}", file=sys.stderr)
+        return 1
+
+
+def _new_key(args: argparse.Namespace, argv: list[str]) -> int:
+    import secrets
+
+    import yaml
+
+    from iccache_contract.settings import ApiKey
+    from iccache_dataplane.api.auth import key_digest
+
+    key = "icc-" + secrets.token_urlsafe(32)
+    entry = ApiKey(tenant=args.tenant, sha256=key_digest(key), name=args.name)
+    print(f"key (shown once; give it to the client): {key}", file=sys.stderr)
+    print(yaml.safe_dump({"keys": [entry.model_dump(exclude_none=True)]}, sort_keys=False), end="")
+    return 0
+
+
 def _serve(args: argparse.Namespace, argv: list[str]) -> int:
     import asyncio
 
@@ -91,9 +177,14 @@ def _serve(args: argparse.Namespace, argv: list[str]) -> int:
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvicorn[standard] brings it
-        asyncio.run(run_server(settings))
+        runner = asyncio.run
     else:
-        uvloop.run(run_server(settings))
+        runner = uvloop.run
+    try:
+        runner(run_server(settings))
+    except ValueError as exc:  # a keys file or secret that does not hold up
+        print(f"iccache serve: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

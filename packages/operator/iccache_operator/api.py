@@ -213,6 +213,50 @@ class RoutingSpec(_Obj):
     )
 
 
+class TenantLimitsSpec(_Obj):
+    requests_per_minute: int | None = Field(default=None, ge=1, description="None: unlimited")
+    tokens_per_minute: int | None = Field(default=None, ge=1, description="None: unlimited")
+
+
+class TenantOverrideSpec(TenantLimitsSpec):
+    ttl_seconds: int | None = Field(default=None, ge=0, description="Its examples' TTL")
+    capacity: int | None = Field(default=None, ge=0, description="Most examples it may keep")
+
+
+class TenancySpec(_Obj):
+    """Who a request belongs to (see the README: single, api-keys, gateway)."""
+
+    model_config = ConfigDict(
+        json_schema_extra=_rules(
+            (
+                "self.mode != 'api-keys' || has(self.apiKeysSecretRef)",
+                "mode api-keys needs apiKeysSecretRef (a Secret key holding the keys file)",
+            ),
+            (
+                "self.mode != 'gateway' || has(self.gatewaySecretRef)",
+                "mode gateway needs gatewaySecretRef (the gateway's shared secret)",
+            ),
+        )
+    )
+
+    mode: Literal["single", "api-keys", "gateway"] = Field(
+        default="single",
+        description="single: one tenant, tenant headers ignored; api-keys: the bearer key "
+        "names the tenant; gateway: the tenant header counts only with the gateway's secret",
+    )
+    api_keys_secret_ref: SecretKeyRef | None = Field(
+        default=None, description="The keys file (YAML, see `iccache keys new`)"
+    )
+    gateway_secret_ref: SecretKeyRef | None = None
+    admin_secret_ref: SecretKeyRef | None = Field(
+        default=None, description="The admin API's key (forgetting cached data)"
+    )
+    limits: TenantLimitsSpec = Field(default_factory=TenantLimitsSpec)
+    overrides: dict[str, TenantOverrideSpec] = Field(
+        default_factory=dict, max_length=1000, description="Per tenant, by name"
+    )
+
+
 class RouterSpec(_Obj):
     replicas: int = Field(default=2, ge=0, le=64)
     image: str | None = Field(default=None, description="Defaults to the operator's sidecar image")
@@ -248,6 +292,7 @@ class InContextCacheSpec(_Obj):
     routing: RoutingSpec = Field(default_factory=RoutingSpec)
     router: RouterSpec = Field(default_factory=RouterSpec)
     replay: ReplaySpec = Field(default_factory=ReplaySpec)
+    tenancy: TenancySpec = Field(default_factory=TenancySpec)
 
 
 class Condition(_Obj):

@@ -57,4 +57,12 @@ def referenced_secrets(spec: api.InContextCacheSpec) -> list[tuple[str, str, str
     if spec.cache.external and spec.cache.external.password_secret_ref:
         ref = spec.cache.external.password_secret_ref
         refs.append(("spec.cache.external.passwordSecretRef", ref.name, ref.key))
+    t = spec.tenancy
+    for name, tenancy_ref in (
+        ("apiKeysSecretRef", t.api_keys_secret_ref if t.mode == "api-keys" else None),
+        ("gatewaySecretRef", t.gateway_secret_ref if t.mode == "gateway" else None),
+        ("adminSecretRef", t.admin_secret_ref),
+    ):
+        if tenancy_ref:
+            refs.append((f"spec.tenancy.{name}", tenancy_ref.name, tenancy_ref.key))
     return refs

@@ -15,6 +15,8 @@ GRPC_STATUS = {
     ErrorKind.INVALID_ARGUMENT: grpc.StatusCode.INVALID_ARGUMENT,
     ErrorKind.TOO_LONG: grpc.StatusCode.INVALID_ARGUMENT,
     ErrorKind.NOT_FOUND: grpc.StatusCode.NOT_FOUND,
+    ErrorKind.UNAUTHENTICATED: grpc.StatusCode.UNAUTHENTICATED,
+    ErrorKind.PERMISSION_DENIED: grpc.StatusCode.PERMISSION_DENIED,
     ErrorKind.OVERLOADED: grpc.StatusCode.RESOURCE_EXHAUSTED,
     ErrorKind.UNAVAILABLE: grpc.StatusCode.UNAVAILABLE,
     ErrorKind.TIMEOUT: grpc.StatusCode.DEADLINE_EXCEEDED,
@@ -28,7 +30,8 @@ class ErrorStatusInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
 
     async def _abort(self, context: grpc.aio.ServicerContext, exc: IccacheError) -> None:
         self._metrics.errors.labels(exc.kind.value).inc()
-        await context.abort(GRPC_STATUS[exc.kind], exc.message)
+        trailers = () if exc.retry_after is None else (("retry-after", f"{exc.retry_after:.0f}"),)
+        await context.abort(GRPC_STATUS[exc.kind], exc.message, trailing_metadata=trailers)
 
     async def intercept_service(
         self,

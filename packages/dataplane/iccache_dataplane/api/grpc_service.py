@@ -11,6 +11,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from pydantic import ValidationError
 
+from iccache_dataplane.api.auth import Authenticator
 from iccache_dataplane.api.grpc_errors import ErrorStatusInterceptor
 from iccache_dataplane.api.intake import build_request, chat_messages, validation_message
 from iccache_dataplane.api.openai_schema import ChatCompletionRequest
@@ -47,8 +48,9 @@ def usage_pb(u: Usage) -> Any:
 
 
 class RouterServicer(pb_grpc.RouterServicer):
-    def __init__(self, service: RouterService) -> None:
+    def __init__(self, service: RouterService, auth: Authenticator) -> None:
         self.service = service
+        self.auth = auth
         self._models = {b.model: route for route, b in service.backends.items()}
 
     def _request(self, msg: Any, context: grpc.aio.ServicerContext) -> RouterRequest:
@@ -81,9 +83,9 @@ class RouterServicer(pb_grpc.RouterServicer):
         except ValidationError as exc:
             message, param = validation_message(exc)
             raise InvalidRequest(message, param=param) from exc
-        headers = {k: v for k, v in context.invocation_metadata() or () if isinstance(v, str)}
-        if msg.tenant:
-            headers[settings.tenancy.header] = msg.tenant
+        headers = metadata(context)
+        if msg.tenant:  # counts only where a tenant header would (gateway mode)
+            headers[settings.tenancy.header.lower()] = msg.tenant
         return build_request(
             settings,
             self._models,
@@ -91,6 +93,7 @@ class RouterServicer(pb_grpc.RouterServicer):
             chat_messages(parsed.messages),
             parsed.max_tokens,
             headers,
+            self.auth.caller(headers),
         )
 
     async def Generate(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
@@ -118,9 +121,11 @@ class RouterServicer(pb_grpc.RouterServicer):
     async def Feedback(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         if not 0.0 <= request.score <= 1.0:
             raise InvalidRequest("score must be between 0 and 1", param="score")
-        await self.service.feedback(
-            request.request_id, request.score, tenant=request.tenant or None
-        )
+        headers = metadata(context)
+        if request.tenant:
+            headers[self.service.settings.tenancy.header.lower()] = request.tenant
+        caller = self.auth.caller(headers)
+        await self.service.feedback(request.request_id, request.score, tenant=caller.tenant)
         return pb.FeedbackResponse(accepted=True)
 
     async def Stats(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
@@ -154,10 +159,18 @@ class RouterServicer(pb_grpc.RouterServicer):
         )
 
 
-def create_grpc_server(service: RouterService, address: str) -> tuple[grpc.aio.Server, int]:
+def metadata(context: grpc.aio.ServicerContext) -> dict[str, str]:
+    """The call's metadata by lower-case key (text values only)."""
+    pairs = context.invocation_metadata() or ()
+    return {k.lower(): v for k, v in pairs if isinstance(v, str)}
+
+
+def create_grpc_server(
+    service: RouterService, address: str, auth: Authenticator
+) -> tuple[grpc.aio.Server, int]:
     """A server bound to ``address`` (port 0 picks one); returns it with its port."""
     server = grpc.aio.server(interceptors=[ErrorStatusInterceptor(service.metrics)])
-    pb_grpc.add_RouterServicer_to_server(RouterServicer(service), server)
+    pb_grpc.add_RouterServicer_to_server(RouterServicer(service, auth), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     names = (

@@ -8,10 +8,10 @@ from typing import Any, Protocol
 from pydantic import ValidationError
 
 from iccache_contract.settings import RouterSettings
+from iccache_dataplane.api.auth import Caller
 from iccache_dataplane.api.openai_schema import MessageIn, _Common
-from iccache_dataplane.api.tenancy import resolve_tenant
 from iccache_dataplane.core.domain import ChatMessage, GenerationParams, Route, RouterRequest
-from iccache_dataplane.core.errors import InvalidRequest, UnknownModel
+from iccache_dataplane.core.errors import InvalidRequest, PermissionDenied, UnknownModel
 
 
 def chat_messages(items: Sequence[MessageIn]) -> list[ChatMessage]:
@@ -46,8 +46,12 @@ def build_request(
     messages: list[ChatMessage],
     max_tokens: int | None,
     headers: Mapping[str, str],
+    caller: Caller,
 ) -> RouterRequest:
+    """``caller`` is who the authenticator found behind the request: it names the tenant
+    (nothing in the body or headers does)."""
     public = settings.server.public_model
+    auth_model_check(caller, body.model)
     force: Route | None = None
     if body.model != public:
         if body.model not in backend_models:
@@ -63,7 +67,7 @@ def build_request(
         raise InvalidRequest("messages must contain a non-empty user message", param="messages")
     options = body.stream_options
     return RouterRequest(
-        tenant=resolve_tenant(settings.tenancy, headers, body.user),
+        tenant=caller.tenant,
         messages=tuple(messages),
         params=GenerationParams(
             max_tokens=max_tokens or settings.server.max_tokens_default,
@@ -76,6 +80,7 @@ def build_request(
         skip_cache=body.iccache.skip_cache or headers.get("x-iccache-skip-cache") == "true",
         no_store=body.iccache.no_store or headers.get("x-iccache-no-store") == "true",
         force=force,
+        limits=caller.limits,
     )
 
 
@@ -86,3 +91,10 @@ def _has_content(message: ChatMessage) -> bool:
             part.get("type") != "text" or str(part.get("text", "")).strip() for part in content
         )
     return bool(message.content.strip())
+
+
+def auth_model_check(caller: Caller, model: str) -> None:
+    if caller.models is not None and model not in caller.models:
+        raise PermissionDenied(
+            f"this API key may not use model {model!r}; it may use {sorted(caller.models)}"
+        )

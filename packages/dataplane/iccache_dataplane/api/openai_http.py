@@ -15,6 +15,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 
 from iccache_contract import names
+from iccache_dataplane.api.auth import Authenticator
 from iccache_dataplane.api.intake import build_request, chat_messages, validation_message
 from iccache_dataplane.api.openai_models import (
     AssistantMessage,
@@ -42,7 +43,6 @@ from iccache_dataplane.api.openai_schema import (
     FeedbackIn,
     _Common,
 )
-from iccache_dataplane.api.tenancy import check_tenant
 from iccache_dataplane.core.domain import ChatMessage, Decision, Delta, RouterRequest, Usage
 from iccache_dataplane.core.errors import ErrorKind, IccacheError
 from iccache_dataplane.requestpath.service import RouterService
@@ -51,6 +51,8 @@ HTTP_STATUS = {
     ErrorKind.INVALID_ARGUMENT: 400,
     ErrorKind.TOO_LONG: 400,
     ErrorKind.NOT_FOUND: 404,
+    ErrorKind.UNAUTHENTICATED: 401,
+    ErrorKind.PERMISSION_DENIED: 403,
     ErrorKind.OVERLOADED: 429,
     ErrorKind.INTERNAL: 500,
     ErrorKind.UNAVAILABLE: 503,
@@ -71,9 +73,18 @@ def json_response(
     )
 
 
-def error_response(status: int, message: str, kind: str, param: str | None = None) -> Response:
+def error_response(
+    status: int,
+    message: str,
+    kind: str,
+    param: str | None = None,
+    retry_after: float | None = None,
+) -> Response:
     body = ErrorBody(error=ErrorDetail(message=message, type=kind, param=param, code=kind))
-    return json_response(body, status, {"retry-after": "1"} if status == 429 else None)
+    headers = {"retry-after": f"{max(1, round(retry_after))}"} if retry_after is not None else {}
+    if status == 401:
+        headers["www-authenticate"] = "Bearer"
+    return json_response(body, status, headers or None)
 
 
 def decision_headers(d: Decision) -> dict[str, str]:
@@ -90,7 +101,9 @@ def completion_id(kind: Kind, request_id: str) -> str:
     return f"{'chatcmpl' if kind == 'chat' else 'cmpl'}-{request_id}"
 
 
-def create_http_app(service: RouterService, ready: dict[str, bool] | None = None) -> FastAPI:
+def create_http_app(
+    service: RouterService, auth: Authenticator, ready: dict[str, bool] | None = None
+) -> FastAPI:
     """The HTTP face of one RouterService (built by the composition root)."""
     settings = service.settings
     public = settings.server.public_model
@@ -102,7 +115,7 @@ def create_http_app(service: RouterService, ready: dict[str, bool] | None = None
         service.metrics.errors.labels(exc.kind.value).inc()
         code = ERROR_CODE.get(exc.kind, exc.kind.value)
         status = exc.http_status or HTTP_STATUS[exc.kind]
-        return error_response(status, exc.message, code, exc.param)
+        return error_response(status, exc.message, code, exc.param, exc.retry_after)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> Response:
@@ -115,7 +128,10 @@ def create_http_app(service: RouterService, ready: dict[str, bool] | None = None
     def to_request(
         http: Request, body: _Common, messages: list[ChatMessage], max_tokens: int | None
     ) -> RouterRequest:
-        return build_request(settings, backend_models, body, messages, max_tokens, http.headers)
+        caller = auth.caller(http.headers)
+        return build_request(
+            settings, backend_models, body, messages, max_tokens, http.headers, caller
+        )
 
     async def respond(req: RouterRequest, stream: bool, kind: Kind) -> Response:
         created = int(time.time())
@@ -192,9 +208,8 @@ def create_http_app(service: RouterService, ready: dict[str, bool] | None = None
 
     @app.post("/v1/feedback", responses=ERROR_RESPONSES)
     async def feedback(body: FeedbackIn, http: Request) -> FeedbackAccepted:
-        header = http.headers.get(settings.tenancy.header)
-        tenant = check_tenant(header) if header is not None else None
-        await service.feedback(body.request_id, body.score, tenant=tenant)
+        caller = auth.caller(http.headers)
+        await service.feedback(body.request_id, body.score, tenant=caller.tenant)
         return FeedbackAccepted(request_id=body.request_id)
 
     @app.get(names.HEALTH_PATH)

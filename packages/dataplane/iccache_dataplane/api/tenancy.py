@@ -1,11 +1,9 @@
-"""Which tenant a request belongs to; examples never cross tenants."""
+"""What a tenant name may look like; examples never cross tenants."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
 
-from iccache_contract.settings import TenancySettings
 from iccache_dataplane.core.errors import InvalidRequest
 
 TENANT_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
@@ -18,11 +16,3 @@ def check_tenant(tenant: str) -> str:
             param="tenant",
         )
     return tenant
-
-
-def resolve_tenant(settings: TenancySettings, headers: Mapping[str, str], user: str | None) -> str:
-    """The header wins, then the request's ``user`` field (if enabled), then the default."""
-    value = headers.get(settings.header)
-    if value is None and settings.use_user_field and user:
-        value = user
-    return check_tenant(value if value is not None else settings.default_tenant)

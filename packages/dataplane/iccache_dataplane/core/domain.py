@@ -11,6 +11,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from iccache_contract.settings import TenantLimits
+
 Vector = npt.NDArray[np.float32]
 
 
@@ -59,6 +61,7 @@ class RouterRequest:
     skip_cache: bool = False
     no_store: bool = False
     force: Route | None = None
+    limits: TenantLimits | None = None  # the caller's rates (None: unlimited)
 
     @property
     def query(self) -> str:

@@ -13,7 +13,9 @@ class ErrorKind(Enum):
     INVALID_ARGUMENT = "invalid_argument"  # malformed request, bad parameter
     NOT_FOUND = "not_found"  # unknown model, unknown request id
     TOO_LONG = "too_long"  # prompt over the context limit
-    OVERLOADED = "overloaded"  # bounded queue full
+    UNAUTHENTICATED = "unauthenticated"  # no credential, or a wrong one
+    PERMISSION_DENIED = "permission_denied"  # a revoked key, or one not allowed this
+    OVERLOADED = "overloaded"  # bounded queue full, or a tenant over its rate
     UNAVAILABLE = "unavailable"  # no backend could answer
     TIMEOUT = "timeout"  # backend took too long
     INTERNAL = "internal"
@@ -33,6 +35,9 @@ class IccacheError(Exception):
     def http_status(self) -> int | None:
         """A status of its own, where the kind's status does not say enough."""
         return None
+
+    retry_after: float | None = None
+    """Seconds after which the same request may succeed (sent as ``Retry-After``)."""
 
 
 class InvalidRequest(IccacheError):
@@ -67,6 +72,25 @@ class ContextTooLong(IccacheError):
 
 class Overloaded(IccacheError):
     kind = ErrorKind.OVERLOADED
+    retry_after = 1.0
+
+
+class RateLimited(IccacheError):
+    """A tenant spent its requests or tokens of this minute."""
+
+    kind = ErrorKind.OVERLOADED
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class Unauthenticated(IccacheError):
+    kind = ErrorKind.UNAUTHENTICATED
+
+
+class PermissionDenied(IccacheError):
+    kind = ErrorKind.PERMISSION_DENIED
 
 
 class BackendUnavailable(IccacheError):

@@ -27,12 +27,6 @@ redis.call('HSET', KEYS[1], unpack(ARGV))
 return 1
 """
 
-# Delete an example and its exact-match key, if that key still points at it.
-_DELETE = """
-if redis.call('GET', KEYS[2]) == ARGV[1] then redis.call('DEL', KEYS[2]) end
-return redis.call('DEL', KEYS[1])
-"""
-
 _META_FIELDS = (F.TENANT, F.CREATED_AT, F.GAIN_AT, F.USES, F.RATED, F.HELPED)
 
 
@@ -54,7 +48,6 @@ class ReplayCache:
         self.layout = store.layout
         self._r = store.client
         self._update = self._r.register_script(_UPDATE_IF_EXISTS)
-        self._delete = self._r.register_script(_DELETE)
 
     async def tenants(self) -> list[str]:
         values = await redis_call(lambda: self._r.ft(self.layout.index_name).tagvals(F.TENANT))
@@ -116,17 +109,7 @@ class ReplayCache:
                 return
 
     async def delete(self, example_id: str) -> bool:
-        key = self.layout.example_key(example_id)
-        fields = [F.TENANT, F.PROMPT, F.EXACT_KEY]
-        tenant, prompt, exact_key = await redis_call(lambda: self._r.hmget(key, fields))
-        if tenant is None:
-            return False
-        exact = (
-            as_text(exact_key)
-            if exact_key
-            else self.layout.exact_key(as_text(tenant), as_text(prompt or b""))
-        )
-        return bool(await redis_call(lambda: self._delete(keys=[key, exact], args=[example_id])))
+        return await self.store.delete(example_id)
 
     async def write_summary(self, summary: Mapping[str, object]) -> None:
         key = self.layout.replay_summary_key

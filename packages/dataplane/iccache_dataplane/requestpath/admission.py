@@ -17,6 +17,7 @@ class Admission(StrEnum):
     SKIPPED = "skipped"  # the client, the settings or the situation rule it out
     TOO_LONG = "too_long"
     DUPLICATE = "duplicate"
+    FULL = "full"  # the tenant holds as many examples as its capacity override allows
 
 
 def admit(

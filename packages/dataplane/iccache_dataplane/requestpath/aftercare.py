@@ -24,7 +24,7 @@ from iccache_dataplane.requestpath.admission import Admission, admit, example_te
 from iccache_dataplane.requestpath.decisions import DecisionLog
 from iccache_dataplane.requestpath.feedback import Feedback
 from iccache_dataplane.requestpath.planning import Plan
-from iccache_dataplane.requestpath.ports import Backends, ExampleIndex, Judge
+from iccache_dataplane.requestpath.ports import Backends, ExampleIndex, Judge, Limiter
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,9 @@ class Aftercare:
         decisions: DecisionLog,
         feedback: Feedback,
         judge: Judge | None = None,
+        limiter: Limiter | None = None,
     ) -> None:
+        self.limiter = limiter
         self.settings = settings
         self.index = index
         self.backends = backends
@@ -84,6 +86,9 @@ class Aftercare:
             saved = (plain + usage.completion_tokens) * self._cost(Route.LARGE) - spent
             self.metrics.cost_saved.inc(max(0.0, saved))
         self.decisions.remember(d)
+        if self.limiter is not None and req.limits and req.limits.tokens_per_minute:
+            spent_tokens = usage.prompt_tokens + usage.completion_tokens
+            self._spawn(self.limiter.charge(req.tenant, spent_tokens))
         self._spawn(self._learn(plan, req, text))
 
     async def drain(self) -> None:
@@ -120,17 +125,30 @@ class Aftercare:
             nearest_similarity=plan.nearest_similarity,
             cache=cache,
         )
-        if outcome is Admission.STORED and self.index is not None and plan.vector is not None:
+        override = self.settings.tenancy.overrides.get(req.tenant)
+        index = self.index
+        if outcome is Admission.STORED and await self._full(req.tenant):
+            outcome = Admission.FULL
+        if outcome is Admission.STORED and index is not None and plan.vector is not None:
             prompt, answer = example_text(plan.retrieval_text, text, cache)
-            await self.index.add(
+            await index.add(
                 req.tenant,
                 prompt,
                 answer,
                 plan.vector,
                 plan.decision.backend_model,
                 exact_text=conversation_text(req.messages),
+                request_id=plan.decision.request_id,
+                ttl_seconds=override.ttl_seconds if override else None,
             )
         self.metrics.admissions.labels(outcome.value).inc()
+
+    async def _full(self, tenant: str) -> bool:
+        """The tenant holds as many examples as its capacity override allows."""
+        override = self.settings.tenancy.overrides.get(tenant)
+        if override is None or override.capacity is None or self.index is None:
+            return False
+        return await self.index.count_of(tenant) >= override.capacity
 
     def _gain(self, d: Decision) -> float:
         return replay_gain(self._cost(d.route), self._cost(Route.LARGE), d.predicted_quality)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any, Protocol
 
-from iccache_contract.settings import BackendSettings
+from iccache_contract.settings import BackendSettings, TenantLimits
 from iccache_dataplane.core.domain import (
     Candidate,
     ChatMessage,
@@ -44,9 +44,13 @@ class ExampleIndex(Protocol):
         model: str,
         *,
         exact_text: str | None = None,
+        request_id: str | None = None,
+        ttl_seconds: int | None = None,
     ) -> str: ...
 
     async def count(self) -> int: ...
+
+    async def count_of(self, tenant: str) -> int: ...
 
     async def record_selection(self, example_ids: Sequence[str], gain: float) -> None: ...
 
@@ -74,6 +78,14 @@ class ModelBackend(Protocol):
     def stream(
         self, messages: Sequence[ChatMessage], params: GenerationParams
     ) -> AsyncIterator[Delta]: ...
+
+
+class Limiter(Protocol):
+    """Per-tenant rates shared by all replicas."""
+
+    async def admit(self, tenant: str, limits: TenantLimits) -> None: ...
+
+    async def charge(self, tenant: str, tokens: int) -> None: ...
 
 
 class Judge(Protocol):

@@ -28,7 +28,7 @@ from iccache_dataplane.requestpath.feedback import Feedback
 from iccache_dataplane.requestpath.generation import Generator
 from iccache_dataplane.requestpath.limits import InFlight
 from iccache_dataplane.requestpath.planning import Planner, load_snapshot
-from iccache_dataplane.requestpath.ports import Backends, Embedder, ExampleIndex, Judge
+from iccache_dataplane.requestpath.ports import Backends, Embedder, ExampleIndex, Judge, Limiter
 from iccache_dataplane.routing.base import RoutingPolicy
 
 
@@ -43,8 +43,10 @@ class RouterService:
         backends: Backends,
         metrics: Metrics,
         judge: Judge | None = None,
+        limiter: Limiter | None = None,
     ) -> None:
         self.settings = settings
+        self.limiter = limiter
         self.store = store
         self.policy = policy
         self.backends = backends
@@ -69,10 +71,12 @@ class RouterService:
             decisions=decisions,
             feedback=self.feedback_loop,
             judge=judge,
+            limiter=limiter,
         )
 
     async def complete(self, req: RouterRequest) -> Completion:
         with self.in_flight.slot():
+            await self._within_limits(req)
             plan = await self.planner.plan(req)
             if plan.exact_answer is not None:
                 return self.aftercare.exact_served(plan, req, plan.exact_answer)
@@ -86,6 +90,7 @@ class RouterService:
         """Yields the Decision first, then Deltas. Falls over to the other model only
         while nothing has been sent, so the Decision names the model that answers."""
         with self.in_flight.slot():
+            await self._within_limits(req)
             plan = await self.planner.plan(req)
             if plan.exact_answer is not None:
                 done = self.aftercare.exact_served(plan, req, plan.exact_answer)
@@ -110,6 +115,10 @@ class RouterService:
                 usage = Usage(prompt_tokens(plan.messages), estimate_tokens(text) if text else 0)
                 yield Delta("", None, usage)
             self.aftercare.answered(plan, req, text, usage)
+
+    async def _within_limits(self, req: RouterRequest) -> None:
+        if self.limiter is not None and req.limits is not None:
+            await self.limiter.admit(req.tenant, req.limits)
 
     async def feedback(
         self, request_id: str, score: float, tenant: str | None = None, source: str = "user"

@@ -50,6 +50,14 @@ end
 return #KEYS
 """
 
+# Delete an example, and the exact-match and request keys that still point at it.
+_DELETE = """
+for i = 2, #KEYS do
+  if redis.call('GET', KEYS[i]) == ARGV[1] then redis.call('DEL', KEYS[i]) end
+end
+return redis.call('DEL', KEYS[1])
+"""
+
 _SEARCH_FIELDS = (
     DISTANCE,
     F.TENANT,
@@ -96,6 +104,7 @@ class ExampleStore:
         self.ttl = ttl_seconds
         self.gain_tau = gain_tau_seconds
         self._record_gain = client.register_script(_RECORD_GAIN)
+        self._delete = client.register_script(_DELETE)
         self._ft = client.ft(layout.index_name)
 
     @property
@@ -194,28 +203,82 @@ class ExampleStore:
         extra: Mapping[str, str | float] | None = None,
         *,
         exact_text: str | None = None,
+        request_id: str | None = None,
+        ttl_seconds: int | None = None,
     ) -> str:
         """Store one example atomically (the hash and its exact-match key together).
         The exact-match key is made from ``exact_text`` (the whole conversation) when
-        given, else from the prompt; the hash keeps the key's name for deletion."""
+        given, else from the prompt; the hash keeps the key's name for deletion. With a
+        ``request_id``, that request's answer can be found (and forgotten) later.
+        ``ttl_seconds`` overrides the store's TTL (0: none)."""
         example_id = uuid.uuid4().hex
         key = self.layout.example_key(example_id)
         exact = self.layout.exact_key(tenant, prompt if exact_text is None else exact_text)
         mapping = example_fields(tenant, prompt, response, vector, model, time.time())
         mapping[F.EXACT_KEY] = exact
+        if request_id is not None:
+            mapping[F.REQUEST_ID] = request_id
         mapping.update(extra or {})
+        ttl = self.ttl if ttl_seconds is None else ttl_seconds
+        keys = [key, exact] + ([self.layout.stored_key(request_id)] if request_id else [])
 
         async def write() -> None:
             async with self._r.pipeline(transaction=True) as pipe:
                 pipe.hset(key, mapping=cast(Any, mapping))
                 pipe.set(exact, example_id)
-                if self.ttl:
-                    pipe.expire(key, self.ttl)
-                    pipe.expire(exact, self.ttl)
+                if request_id is not None:
+                    pipe.set(self.layout.stored_key(request_id), example_id)
+                if ttl:
+                    for k in keys:
+                        pipe.expire(k, ttl)
                 await pipe.execute()
 
         await redis_call(write)
         return example_id
+
+    async def count_of(self, tenant: str) -> int:
+        """How many examples ``tenant`` has."""
+        query = Query(self.layout.tenant_filter(tenant)).no_content().paging(0, 0).dialect(2)
+        result = await redis_call(lambda: self._ft.search(query))
+        return int(result.total)
+
+    async def ids_of(self, tenant: str, batch: int = 1000) -> list[str]:
+        """Every example id of ``tenant``."""
+        ids: list[str] = []
+        while True:
+            query = (
+                Query(self.layout.tenant_filter(tenant))
+                .no_content()
+                .paging(len(ids), batch)
+                .dialect(2)
+            )
+            result = await redis_call(lambda q=query: self._ft.search(q))  # type: ignore[misc]
+            ids += [self.layout.example_id(doc.id) for doc in result.docs]
+            if len(result.docs) < batch:
+                return ids
+
+    async def stored_by(self, request_id: str) -> str | None:
+        """The example a request's answer became, if it became one."""
+        value = await redis_call(lambda: self._r.get(self.layout.stored_key(request_id)))
+        return None if value is None else as_text(value)
+
+    async def delete(self, example_id: str) -> bool:
+        """Delete an example, its exact-match key (if it still points at it) and its
+        request's pointer, in one atomic step."""
+        key = self.layout.example_key(example_id)
+        fields = [F.TENANT, F.PROMPT, F.EXACT_KEY, F.REQUEST_ID]
+        tenant, prompt, exact_key, request_id = await redis_call(lambda: self._r.hmget(key, fields))
+        if tenant is None:
+            return False
+        exact = (
+            as_text(exact_key)
+            if exact_key
+            else self.layout.exact_key(as_text(tenant), as_text(prompt or b""))
+        )
+        keys = [key, exact]
+        if request_id:
+            keys.append(self.layout.stored_key(as_text(request_id)))
+        return bool(await redis_call(lambda: self._delete(keys=keys, args=[example_id])))
 
     async def record_selection(
         self, example_ids: Sequence[str], gain: float, now: float | None = None

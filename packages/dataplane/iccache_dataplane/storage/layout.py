@@ -11,6 +11,8 @@ One InContextCache owns one key prefix and one index name (the operator sets bot
 - ``<prefix>:req:<request id>``: what feedback needs of a past decision (JSON, with TTL);
 - ``<prefix>:bandit`` and ``<prefix>:bandit:large``: the bandit's statistics per arm;
 - ``<prefix>:load``: each router replica's recent peak load (a hash field per replica);
+- ``<prefix>:rate:<tenant>:<requests|tokens>:<minute>``: per-tenant rate counters;
+- ``<prefix>:stored:<request id>``: the example a request's answer became (for forget);
 - ``<prefix>:replay:last``: the last replay run's summary (JSON).
 """
 
@@ -51,6 +53,7 @@ class ExampleField(StrEnum):
     SOURCE = "source"  # "replay-expand" for companions the replay job created
     PARENT = "parent"  # the example a companion was created from
     EXACT_KEY = "exact_key"  # the name of its exact-match key (absent in older examples)
+    REQUEST_ID = "request_id"  # the request whose answer it is (router admissions)
 
 
 DISTANCE = "distance"  # the KNN score's alias in search results
@@ -103,6 +106,12 @@ class RedisLayout:
         # keeps what routers learned.
         base = f"{self.prefix}:bandit"
         return base if arm is Route.SMALL else f"{base}:{arm.value}"
+
+    def rate_key(self, tenant: str, kind: str, window: int) -> str:
+        return f"{self.prefix}:rate:{tenant}:{kind}:{window}"
+
+    def stored_key(self, request_id: str) -> str:
+        return f"{self.prefix}:stored:{request_id}"
 
     @property
     def load_key(self) -> str:

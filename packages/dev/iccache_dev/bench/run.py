@@ -126,6 +126,8 @@ def base_settings(stack: LocalStack, cfg: BenchConfig, index: str) -> RouterSett
             "cache": {"exact_match": False, "store_large": False, "store_small": False},
             "server": {"host": "127.0.0.1", "http_port": 0, "grpc_port": 0, "max_concurrency": 256},
             "retrieval": {"token_budget": 1024},
+            # One tenant, the one the cache was seeded for (single-tenant mode).
+            "tenancy": {"default_tenant": TENANT},
         }
     )
 
@@ -216,7 +218,6 @@ async def run_system(
                     await http.post(
                         f"{runtime.base_url}/feedback",
                         json={"request_id": out.request_id, "score": score},
-                        headers={"x-iccache-tenant": TENANT},
                     )
                 return out
 

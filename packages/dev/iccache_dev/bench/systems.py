@@ -80,9 +80,7 @@ async def send_to_router(
     }
     start = time.perf_counter()
     parts: list[str] = []
-    async with http.post(
-        f"{base_url}/chat/completions", json=body, headers={"x-iccache-tenant": TENANT}
-    ) as r:
+    async with http.post(f"{base_url}/chat/completions", json=body) as r:
         if r.status != 200:
             out.error = f"{r.status}: {(await r.text())[:200]}"
             return out

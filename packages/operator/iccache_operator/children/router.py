@@ -22,6 +22,10 @@ CONFIG_DIR = "/etc/iccache"
 HASH_ANNOTATION = "iccache.dev/config-hash"
 API_KEY_ENV = {"small": "ICCACHE_SMALL_API_KEY", "large": "ICCACHE_LARGE_API_KEY"}
 REDIS_PASSWORD_ENV = "REDIS_PASSWORD"
+KEYS_DIR = "/etc/iccache-keys"  # beside the config mount, not inside it
+KEYS_FILE = "keys.yaml"
+GATEWAY_SECRET_ENV = "ICCACHE_GATEWAY_SECRET"
+ADMIN_KEY_ENV = "ICCACHE_ADMIN_KEY"
 
 
 def router_settings(owner: Owner, spec: api.InContextCacheSpec) -> RouterSettings:
@@ -67,7 +71,7 @@ def router_settings(owner: Owner, spec: api.InContextCacheSpec) -> RouterSetting
                 "redact_pii": cache.redact_pii,
                 "ineligible": cache.ineligible.model_dump(),
             },
-            "tenancy": {"header": cache.tenant_header, "default_tenant": cache.default_tenant},
+            "tenancy": tenancy_settings(spec),
             "server": {
                 "http_port": spec.router.http_port,
                 "grpc_port": spec.router.grpc_port,
@@ -81,6 +85,20 @@ def router_settings(owner: Owner, spec: api.InContextCacheSpec) -> RouterSetting
             },
         }
     )
+
+
+def tenancy_settings(spec: api.InContextCacheSpec) -> dict[str, Any]:
+    t = spec.tenancy
+    return {
+        "mode": t.mode,
+        "default_tenant": spec.cache.default_tenant,
+        "header": spec.cache.tenant_header,
+        "keys_file": f"{KEYS_DIR}/{KEYS_FILE}" if t.mode == "api-keys" else None,
+        "gateway_secret_env": GATEWAY_SECRET_ENV if t.mode == "gateway" else None,
+        "admin_key_env": ADMIN_KEY_ENV if t.admin_secret_ref else None,
+        "limits": t.limits.model_dump(),
+        "overrides": {name: o.model_dump() for name, o in t.overrides.items()},
+    }
 
 
 def render_settings(settings: RouterSettings) -> str:
@@ -114,7 +132,23 @@ def secret_env(owner: Owner, spec: api.InContextCacheSpec) -> list[dict[str, Any
         if model.api_key_secret_ref:
             ref = model.api_key_secret_ref.model_dump()
             env.append({"name": API_KEY_ENV[role], "valueFrom": {"secretKeyRef": ref}})
+    t = spec.tenancy
+    if t.mode == "gateway" and t.gateway_secret_ref:
+        ref = t.gateway_secret_ref.model_dump()
+        env.append({"name": GATEWAY_SECRET_ENV, "valueFrom": {"secretKeyRef": ref}})
+    if t.admin_secret_ref:
+        ref = t.admin_secret_ref.model_dump()
+        env.append({"name": ADMIN_KEY_ENV, "valueFrom": {"secretKeyRef": ref}})
     return env
+
+
+def keys_volume(spec: api.InContextCacheSpec) -> dict[str, Any] | None:
+    """The API keys Secret as a file; the kubelet updates it in place when it changes."""
+    ref = spec.tenancy.api_keys_secret_ref
+    if spec.tenancy.mode != "api-keys" or ref is None:
+        return None
+    items = [{"key": ref.key, "path": KEYS_FILE}]
+    return {"name": "api-keys", "secret": {"secretName": ref.name, "items": items}}
 
 
 def sidecar_pod(
@@ -126,7 +160,7 @@ def sidecar_pod(
     config_hash_value: str,
 ) -> dict[str, Any]:
     """The pod template shared by the router and the replay job (one image)."""
-    return {
+    pod: dict[str, Any] = {
         "metadata": {
             "labels": owner.labels(component),
             "annotations": {HASH_ANNOTATION: config_hash_value},
@@ -161,6 +195,12 @@ def sidecar_pod(
             ],
         },
     }
+    keys = keys_volume(spec)
+    if keys is not None:
+        pod["spec"]["volumes"].append(keys)
+        mount = {"name": keys["name"], "mountPath": KEYS_DIR, "readOnly": True}
+        pod["spec"]["containers"][0]["volumeMounts"].append(mount)
+    return pod
 
 
 def router_deployment(

@@ -1,0 +1,420 @@
+"""Tenants that cannot be forged, per-tenant limits and forgetting, on real Redis and
+real llama.cpp servers. Recording proxies in front of both models see every prompt."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+import httpx
+import pytest
+import yaml
+from proxy import RecordingProxy, recording_proxy
+from tenants import KEYS, api_keys, write_keys
+
+from iccache_contract.settings import RouterSettings
+from iccache_dataplane.app import Runtime, running
+from iccache_dataplane.gen.iccache.v1 import router_pb2 as pb
+from iccache_dataplane.gen.iccache.v1 import router_pb2_grpc as pb_grpc
+from iccache_dev.local.llamacpp import LocalLLM
+
+QUESTIONS = [
+    "What is the capital of France?",
+    "Who wrote Hamlet?",
+    "How many legs does a spider have?",
+    "Who painted the Mona Lisa?",
+]
+ADMIN_KEY = "icc-admin-key-for-tests-000000000"
+
+
+@dataclass
+class Keyed:
+    rt: Runtime
+    small: RecordingProxy
+    large: RecordingProxy
+    keys_file: Path
+    settings: RouterSettings
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.rt.http_port}"
+
+    def bodies(self) -> int:
+        return len(self.small.bodies) + len(self.large.bodies)
+
+    def prompts_since(self, mark: int) -> str:
+        """Every message text the models received since ``mark`` bodies."""
+        bodies = (self.small.bodies + self.large.bodies)[mark:]  # order within is irrelevant
+        return " ".join(str(m.get("content")) for b in bodies for m in b["messages"])  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+async def keyed(
+    router_settings: Callable[..., RouterSettings],
+    llm_servers: dict[str, LocalLLM],
+    embedder: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> AsyncIterator[Keyed]:
+    """A router in api-keys mode (keys for acme, globex, initech; acme limited to 4
+    requests a minute), with the admin API on, its models behind recording proxies."""
+    monkeypatch.setenv("TEST_ADMIN_KEY", ADMIN_KEY)
+    keys = write_keys(tmp_path / "keys.yaml", acme={"requests_per_minute": 4})
+    async with (
+        recording_proxy(llm_servers["smollm2"].base_url) as small,
+        recording_proxy(llm_servers["gemma3"].base_url) as large,
+    ):
+        settings = router_settings(
+            small={"base_url": small.base_url},
+            large={"base_url": large.base_url},
+            tenancy={**api_keys(keys), "admin_key_env": "TEST_ADMIN_KEY"},
+        )
+        async with running(settings, encoder=embedder) as rt:
+            yield Keyed(rt, small, large, keys, settings)
+
+
+async def seed(rt: Runtime, embedder: Any, tenants: list[str]) -> dict[str, str]:
+    """Each tenant gets every question, answered with a marker only it may ever see."""
+    store = rt.service.store
+    assert store is not None
+    vectors = embedder.encode(QUESTIONS, normalize_embeddings=True)
+    owner = {}
+    for tenant in tenants:
+        for i, (q, v) in enumerate(zip(QUESTIONS, vectors, strict=True)):
+            owner[await store.add(tenant, q, f"SECRET-{tenant}-{i}", v, "gemma3")] = tenant
+    return owner
+
+
+def bearer(tenant: str) -> dict[str, str]:
+    return {"authorization": f"Bearer {KEYS[tenant]}"}
+
+
+async def test_no_forgery_reaches_another_tenants_data(keyed: Keyed, embedder: Any) -> None:
+    """Many random requests: valid keys, forged tenant headers and user fields, wrong keys,
+    no key. No response, and no prompt a model receives, ever holds another tenant's
+    example or exact answer."""
+    tenants = ["acme", "globex", "initech"]
+    owner = await seed(keyed.rt, embedder, [*tenants, "default", "mallory"])
+    rng = random.Random(7)
+    used = exact = refused = 0
+    async with httpx.AsyncClient(base_url=keyed.url, timeout=120) as http:
+        for _ in range(48):
+            tenant = rng.choice(["globex", "initech"])  # acme has a rate limit of its own
+            other = rng.choice([t for t in [*tenants, "default", "mallory"] if t != tenant])
+            kind = rng.choice(["key", "key+header", "key+user", "wrong-key", "no-key", "header"])
+            headers: dict[str, str] = {}
+            body: dict[str, Any] = {
+                "model": rng.choice(["iccache", "smollm2"]),  # smollm2: examples, no exact hit
+                "messages": [{"role": "user", "content": rng.choice(QUESTIONS)}],
+                "max_tokens": 1,
+                "iccache": {"no_store": True},
+            }
+            if kind.startswith("key"):
+                headers |= bearer(tenant)
+            if kind in ("key+header", "header"):
+                headers["x-iccache-tenant"] = other
+            if kind == "key+user":
+                body["user"] = other
+            if kind == "wrong-key":
+                headers["authorization"] = f"Bearer {KEYS[tenant]}x"
+            mark = keyed.bodies()
+            r = await http.post("/v1/chat/completions", json=body, headers=headers)
+            seen = keyed.prompts_since(mark) + " " + r.text
+            if not kind.startswith("key") or kind == "wrong-key":
+                assert r.status_code == 401, r.text
+                assert keyed.bodies() == mark  # nothing reached a model
+                refused += 1
+                continue
+            assert r.status_code == 200, r.text
+            d = r.json()["iccache"]
+            assert all(owner[i] == tenant for i in d["examples"]), (kind, tenant, d)
+            for foreign in {*owner.values()} - {tenant}:
+                assert f"SECRET-{foreign}-" not in seen, (kind, tenant, foreign)
+            used += len(d["examples"])
+            exact += d["exact_hit"]
+            if d["exact_hit"]:
+                assert r.json()["choices"][0]["message"]["content"].startswith(f"SECRET-{tenant}-")
+    assert used > 0  # the property was exercised through examples...
+    assert exact > 0  # ...and exact hits
+    assert refused > 0
+
+
+async def test_messages_say_what_is_wrong_with_a_key(keyed: Keyed) -> None:
+    async with httpx.AsyncClient(base_url=keyed.url, timeout=60) as http:
+        body = {"model": "iccache", "messages": [{"role": "user", "content": "hi"}]}
+        cases = [
+            ({}, 401, "missing API key"),
+            ({"authorization": "Basic abc"}, 401, "must be 'Bearer <key>'"),
+            ({"authorization": "Bearer nope"}, 401, "unknown API key"),
+        ]
+        for headers, status, needle in cases:
+            r = await http.post("/v1/chat/completions", json=body, headers=headers)
+            assert r.status_code == status
+            assert needle in r.json()["error"]["message"]
+            assert r.headers["www-authenticate"] == "Bearer"
+        # Health, readiness and metrics need no key.
+        for path in ("/healthz", "/readyz", "/metrics"):
+            assert (await http.get(path)).status_code == 200
+        metrics = (await http.get("/metrics")).text
+        assert KEYS["acme"] not in metrics
+
+
+async def test_revoking_and_adding_keys_takes_effect_without_a_restart(keyed: Keyed) -> None:
+    body = {"model": "iccache", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 1}
+    async with httpx.AsyncClient(base_url=keyed.url, timeout=60) as http:
+        assert (
+            await http.post("/v1/chat/completions", json=body, headers=bearer("globex"))
+        ).status_code == 200
+        write_keys(keyed.keys_file, revoked={"globex"})
+        started = time.monotonic()
+        while True:
+            r = await http.post("/v1/chat/completions", json=body, headers=bearer("globex"))
+            if r.status_code == 403:
+                break
+            assert time.monotonic() - started < 10, "revocation did not take effect in 10 s"
+            await asyncio.sleep(0.2)
+        took = time.monotonic() - started
+        assert "revoked" in r.json()["error"]["message"]
+        print(f"revocation took effect after {took:.2f} s")
+        # A file that does not parse keeps the keys that were loaded.
+        keyed.keys_file.write_text("keys: [{tenant: 'bad tenant'}]")
+        await asyncio.sleep(1.2)
+        r = await http.post("/v1/chat/completions", json=body, headers=bearer("initech"))
+        assert r.status_code == 200
+
+
+async def test_a_key_limited_to_some_models(keyed: Keyed) -> None:
+    write_keys(keyed.keys_file, initech={"models": ["iccache"]})
+    await asyncio.sleep(1.2)
+    async with httpx.AsyncClient(base_url=keyed.url, timeout=60) as http:
+        body = {"model": "gemma3", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 1}
+        r = await http.post("/v1/chat/completions", json=body, headers=bearer("initech"))
+        assert r.status_code == 403
+        assert "may not use model 'gemma3'" in r.json()["error"]["message"]
+
+
+async def test_grpc_names_the_tenant_by_key(keyed: Keyed, embedder: Any) -> None:
+    await seed(keyed.rt, embedder, ["globex", "initech"])
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{keyed.rt.grpc_port}") as channel:
+        stub = pb_grpc.RouterStub(channel)
+        ask = pb.GenerateRequest(prompt=QUESTIONS[1], max_tokens=1, tenant="initech")
+        with pytest.raises(grpc.aio.AioRpcError) as missing:
+            await stub.Generate(ask)
+        assert missing.value.code() is grpc.StatusCode.UNAUTHENTICATED
+        assert "missing API key" in (missing.value.details() or "")
+        meta = (("authorization", f"Bearer {KEYS['globex']}"),)
+        reply = await stub.Generate(ask, metadata=meta)  # the tenant field is not believed
+        assert reply.decision.exact_hit
+        assert reply.text == "SECRET-globex-1"
+        write_keys(keyed.keys_file, revoked={"globex"})
+        await asyncio.sleep(1.2)
+        with pytest.raises(grpc.aio.AioRpcError) as revoked:
+            await stub.Generate(ask, metadata=meta)
+        assert revoked.value.code() is grpc.StatusCode.PERMISSION_DENIED
+
+
+async def test_a_tenant_over_its_rate_gets_429_and_the_others_keep_their_latency(
+    keyed: Keyed,
+) -> None:
+    body = {"model": "smollm2", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
+
+    async def timed(http: httpx.AsyncClient, tenant: str) -> tuple[int, float, httpx.Response]:
+        started = time.perf_counter()
+        r = await http.post("/v1/chat/completions", json=body, headers=bearer(tenant))
+        return r.status_code, time.perf_counter() - started, r
+
+    async with httpx.AsyncClient(base_url=keyed.url, timeout=120) as http:
+        alone = [(await timed(http, "globex"))[1] for _ in range(5)]
+        into_minute = time.time() % 60
+        if into_minute > 50:  # keep the flood inside one one-minute window
+            await asyncio.sleep(60.5 - into_minute)
+
+        async def globex_during_flood() -> list[float]:
+            out = []
+            for _ in range(5):
+                out.append((await timed(http, "globex"))[1])
+            return out
+
+        flood, during = await asyncio.gather(
+            asyncio.gather(*(timed(http, "acme") for _ in range(30))), globex_during_flood()
+        )
+    statuses = [s for s, _, _ in flood]
+    assert statuses.count(200) == 4  # acme's limit: 4 a minute
+    assert statuses.count(429) == 26
+    rejected = [r for s, _, r in flood if s == 429]
+    assert int(rejected[0].headers["retry-after"]) >= 1
+    assert "4 requests a minute" in rejected[0].json()["error"]["message"]
+    refusal = max(t for s, t, _ in flood if s == 429)
+    print(
+        f"globex p50 alone {statistics.median(alone) * 1000:.0f} ms, during acme's flood "
+        f"{statistics.median(during) * 1000:.0f} ms; slowest 429 to acme {refusal * 1000:.0f} ms"
+    )
+    # Acme's 4 admitted requests share the one small model with globex; its 26 refusals
+    # cost nothing. So globex waits at most behind those 4, not behind 30.
+    assert statistics.median(during) < statistics.median(alone) + 4 * max(alone) + 1.0
+
+
+async def test_tokens_per_minute(
+    router_settings: Callable[..., RouterSettings], embedder: Any, tmp_path: Path
+) -> None:
+    keys = write_keys(tmp_path / "keys.yaml", globex={"tokens_per_minute": 5})
+    settings = router_settings(tenancy=api_keys(keys))
+    body = {"model": "smollm2", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
+    async with (
+        running(settings, encoder=embedder) as rt,
+        httpx.AsyncClient(base_url=f"http://127.0.0.1:{rt.http_port}", timeout=60) as http,
+    ):
+        first = await http.post("/v1/chat/completions", json=body, headers=bearer("globex"))
+        assert first.status_code == 200
+        await rt.service.drain()  # the tokens are charged after the response
+        second = await http.post("/v1/chat/completions", json=body, headers=bearer("globex"))
+        assert second.status_code == 429
+        assert "tokens of this minute" in second.json()["error"]["message"]
+        other = await http.post("/v1/chat/completions", json=body, headers=bearer("acme"))
+        assert other.status_code == 200
+
+
+async def test_single_mode_ignores_what_a_caller_claims(icc: Runtime, embedder: Any) -> None:
+    await seed(icc, embedder, ["mallory"])
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{icc.http_port}", timeout=60) as http:
+        r = await http.post(
+            "/v1/chat/completions",
+            headers={"x-iccache-tenant": "mallory"},
+            json={
+                "model": "iccache",
+                "messages": [{"role": "user", "content": QUESTIONS[0]}],
+                "user": "mallory",
+                "max_tokens": 2,
+            },
+        )
+    assert r.status_code == 200
+    assert "SECRET-mallory" not in r.text
+    assert r.json()["iccache"]["examples"] == []
+
+
+async def test_gateway_mode_believes_the_header_only_from_the_gateway(
+    router_settings: Callable[..., RouterSettings],
+    embedder: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("TEST_GATEWAY_SECRET", "gateway-shared-secret")
+    tenancy = {"mode": "gateway", "gateway_secret_env": "TEST_GATEWAY_SECRET"}
+    async with running(router_settings(tenancy=tenancy), encoder=embedder) as rt:
+        await seed(rt, embedder, ["acme"])
+        body = {"model": "iccache", "messages": [{"role": "user", "content": QUESTIONS[2]}]}
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{rt.http_port}") as http:
+            forged = await http.post(
+                "/v1/chat/completions", json=body, headers={"x-iccache-tenant": "acme"}
+            )
+            assert forged.status_code == 401
+            assert "only from its gateway" in forged.json()["error"]["message"]
+            wrong = await http.post(
+                "/v1/chat/completions",
+                json=body,
+                headers={"x-iccache-tenant": "acme", "x-iccache-gateway-secret": "guess"},
+            )
+            assert wrong.status_code == 401
+            gateway = await http.post(
+                "/v1/chat/completions",
+                json=body,
+                headers={
+                    "x-iccache-tenant": "acme",
+                    "x-iccache-gateway-secret": "gateway-shared-secret",
+                },
+            )
+            assert gateway.status_code == 200
+            assert gateway.json()["choices"][0]["message"]["content"] == "SECRET-acme-2"
+
+
+async def test_forget_removes_exactly_what_was_asked(keyed: Keyed, embedder: Any) -> None:
+    owner = await seed(keyed.rt, embedder, ["acme", "globex"])
+    store = keyed.rt.service.store
+    assert store is not None
+    async with httpx.AsyncClient(base_url=keyed.url, timeout=120) as http:
+        # A request whose answer is stored (forced to the large model, a new question).
+        q = {"role": "user", "content": "What is the tallest mountain in Africa?"}
+        body = {"model": "gemma3", "messages": [q], "max_tokens": 4}
+        stored = await http.post("/v1/chat/completions", json=body, headers=bearer("globex"))
+        await keyed.rt.service.drain()
+        request_id = stored.json()["iccache"]["request_id"]
+        assert await store.count_of("globex") == len(QUESTIONS) + 1
+
+        admin = {"authorization": f"Bearer {ADMIN_KEY}"}
+        forget = "/admin/v1/forget"
+        assert (await http.post(forget, json={"tenant": "acme"})).status_code == 401
+        wrong = {"authorization": "Bearer guess"}
+        assert (await http.post(forget, json={"tenant": "acme"}, headers=wrong)).status_code == 403
+        both = {"tenant": "acme", "request_id": request_id}
+        assert (await http.post(forget, json=both, headers=admin)).status_code == 400
+
+        r = await http.post(forget, json={"request_id": request_id}, headers=admin)
+        assert r.json() == {"examples": 1, "dry_run": False}
+        assert await store.count_of("globex") == len(QUESTIONS)
+        again = {**body, "model": "iccache", "iccache": {"no_store": True}}
+        r = await http.post("/v1/chat/completions", json=again, headers=bearer("globex"))
+        assert not r.json()["iccache"]["exact_hit"]  # its exact-match key went with it
+
+        dry = await http.post(forget, json={"tenant": "acme", "dry_run": True}, headers=admin)
+        assert dry.json() == {"examples": len(QUESTIONS), "dry_run": True}
+        assert await store.count_of("acme") == len(QUESTIONS)
+        done = await http.post(forget, json={"tenant": "acme"}, headers=admin)
+        assert done.json() == {"examples": len(QUESTIONS), "dry_run": False}
+        assert await store.count_of("acme") == 0
+        assert await store.count_of("globex") == len(QUESTIONS)  # nothing else
+        # The router stops retrieving them at once.
+        ask = {"model": "iccache", "messages": [{"role": "user", "content": QUESTIONS[0]}]}
+        r = await http.post(
+            "/v1/chat/completions", json={**ask, "max_tokens": 2}, headers=bearer("acme")
+        )
+        assert "SECRET-acme" not in r.text
+        assert r.json()["iccache"]["examples"] == []
+        assert [i for i, t in owner.items() if t == "acme" and await store.get(i)] == []
+
+
+async def test_forget_from_the_command_line(keyed: Keyed, embedder: Any, tmp_path: Path) -> None:
+    await seed(keyed.rt, embedder, ["initech"])
+    config = tmp_path / "router.yaml"
+    config.write_text(yaml.safe_dump(keyed.settings.model_dump(mode="json")))
+    cli = [
+        sys.executable,
+        "-m",
+        "iccache_dataplane.cli",
+        "cache",
+        "forget",
+        "--config",
+        str(config),
+    ]
+    env = {**os.environ, "TEST_ADMIN_KEY": ADMIN_KEY}
+    dry = await asyncio.to_thread(
+        subprocess.run,
+        [*cli, "--tenant", "initech", "--dry-run"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert dry.returncode == 0, dry.stderr
+    assert f"would delete {len(QUESTIONS)} example(s)" in dry.stdout
+    assert "action=forget tenant=initech" in dry.stderr  # the audit line
+    done = await asyncio.to_thread(
+        subprocess.run,
+        [*cli, "--tenant", "initech"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert f"deleted {len(QUESTIONS)} example(s)" in done.stdout
+    store = keyed.rt.service.store
+    assert store is not None
+    assert await store.count_of("initech") == 0

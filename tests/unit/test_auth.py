@@ -1,0 +1,77 @@
+"""Who a caller is, from headers alone (no services)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+
+from iccache_contract.settings import TenancySettings
+from iccache_dataplane.api.auth import Authenticator, KeyRing, key_digest
+from iccache_dataplane.core.errors import InvalidRequest, PermissionDenied, Unauthenticated
+
+KEY = "icc-unit-test-key-000000000000001"
+
+
+def keys_file(path: Path, **entry: object) -> Path:
+    row = {"tenant": "acme", "sha256": key_digest(KEY), "name": "app", **entry}
+    path.write_text(yaml.safe_dump({"keys": [row]}))
+    return path
+
+
+def test_single_mode_ignores_every_claim() -> None:
+    auth = Authenticator(TenancySettings(default_tenant="only"))
+    caller = auth.caller({"x-iccache-tenant": "acme", "authorization": f"Bearer {KEY}"})
+    assert caller.tenant == "only"
+
+
+def test_api_keys_name_the_tenant(tmp_path: Path) -> None:
+    path = keys_file(tmp_path / "keys.yaml", requests_per_minute=5)
+    auth = Authenticator.from_settings(TenancySettings(mode="api-keys", keys_file=str(path)))
+    caller = auth.caller({"authorization": f"Bearer {KEY}", "x-iccache-tenant": "globex"})
+    assert (caller.tenant, caller.who, caller.limits.requests_per_minute) == ("acme", "app", 5)
+    with pytest.raises(Unauthenticated, match="missing API key"):
+        auth.caller({})
+    with pytest.raises(Unauthenticated, match="unknown API key"):
+        auth.caller({"authorization": "Bearer icc-some-other-key"})
+
+
+def test_a_revoked_key_is_refused(tmp_path: Path) -> None:
+    path = keys_file(tmp_path / "keys.yaml", revoked=True)
+    auth = Authenticator.from_settings(TenancySettings(mode="api-keys", keys_file=str(path)))
+    with pytest.raises(PermissionDenied, match="app was revoked"):
+        auth.caller({"authorization": f"Bearer {KEY}"})
+
+
+def test_a_broken_keys_file_fails_at_start_and_is_ignored_later(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("keys: [{tenant: acme}]")
+    with pytest.raises(ValueError, match="exactly one of sha256 and key"):
+        KeyRing(bad)
+    ring = KeyRing(keys_file(tmp_path / "keys.yaml"))
+    (tmp_path / "keys.yaml").write_text("keys: [")
+    os.utime(tmp_path / "keys.yaml", ns=(1, 1))
+    ring.reload()
+    assert ring.find(KEY) is not None  # the keys loaded before stay
+
+
+def test_gateway_mode_needs_the_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GW", "s3cret")
+    auth = Authenticator(TenancySettings(mode="gateway", gateway_secret_env="GW"))
+    assert (
+        auth.caller({"x-iccache-tenant": "acme", "x-iccache-gateway-secret": "s3cret"}).tenant
+        == "acme"
+    )
+    with pytest.raises(Unauthenticated, match="missing x-iccache-gateway-secret"):
+        auth.caller({"x-iccache-tenant": "acme"})
+    with pytest.raises(InvalidRequest, match="tenant"):
+        auth.caller({"x-iccache-tenant": "no spaces", "x-iccache-gateway-secret": "s3cret"})
+
+
+def test_modes_need_their_secrets() -> None:
+    with pytest.raises(ValueError, match="keys_file"):
+        TenancySettings(mode="api-keys")
+    with pytest.raises(ValueError, match="gateway_secret_env"):
+        TenancySettings(mode="gateway")
