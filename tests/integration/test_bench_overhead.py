@@ -34,6 +34,8 @@ def test_overhead_benchmark_runs_end_to_end(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     assert "Router overhead" in done.stdout
     figures = json.loads(out.read_text())
-    assert [r["concurrency"] for r in figures["results"]] == [1, 4]
+    runs = [(r["embedding"], r["concurrency"]) for r in figures["results"]]
+    assert runs == [("onnx", 1), ("onnx", 4), ("torch", 1), ("torch", 4)]
     assert all(r["requests"] == 20 and r["errors"] == 0 for r in figures["results"])
-    assert {"embed", "retrieve", "select", "route"} <= set(figures["stage_ms"])
+    for runtime in ("onnx", "torch"):
+        assert {"embed", "retrieve", "select", "route"} <= set(figures["stage_ms"][runtime])

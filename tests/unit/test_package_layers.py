@@ -52,7 +52,7 @@ def test_the_tree_keeps_every_contract(tmp_path: Path) -> None:
         ),
         ("operator/iccache_operator/plan.py", "import redis", "never load the data plane"),
         (
-            "dataplane/iccache_dataplane/embedding.py",
+            "dataplane/iccache_dataplane/embedding/models.py",
             "import iccache_dev.local.assets",
             "Packages follow the deployment",
         ),

@@ -30,7 +30,7 @@ from iccache_dataplane.backends.client import Backend
 from iccache_dataplane.backends.judge import PairwiseJudge
 from iccache_dataplane.core.domain import FEATURE_NAMES, Route
 from iccache_dataplane.core.errors import DependencyDown
-from iccache_dataplane.embedding import BatchingEmbedder, Encoder, load_sentence_transformer
+from iccache_dataplane.embedding import BatchingEmbedder, Encoder, load_encoder
 from iccache_dataplane.metrics import Metrics
 from iccache_dataplane.requestpath.service import RouterService
 from iccache_dataplane.routing.base import RoutingPolicy
@@ -98,7 +98,7 @@ async def build(settings: RouterSettings, encoder: Encoder | None = None) -> Par
     metrics = Metrics()
     if encoder is None:
         encoder = await asyncio.to_thread(
-            load_sentence_transformer, settings.embedding.model_path, settings.embedding.threads
+            load_encoder, settings.embedding.model_path, settings.embedding.threads
         )
     embedder = BatchingEmbedder(
         encoder, settings.embedding.batch_size, settings.embedding.max_wait_ms

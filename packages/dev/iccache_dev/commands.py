@@ -73,6 +73,13 @@ def _add_bench(commands: Commands) -> None:
     overhead.add_argument("--concurrency", type=int, nargs="+", default=[1, 32])
     overhead.add_argument("--seed-examples", type=int, default=800, help="examples in the cache")
     overhead.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    overhead.add_argument(
+        "--embedding",
+        nargs="+",
+        default=["onnx", "torch"],
+        choices=["onnx", "torch"],
+        help="embedding runtimes to measure, one router each, in this run",
+    )
     overhead.set_defaults(run=_overhead)
     rerender = benches.add_parser(
         "report",
@@ -93,7 +100,11 @@ def _overhead(args: argparse.Namespace, argv: list[str]) -> int:
 
     from iccache_dev.bench.overhead import bench as run_overhead
 
-    return asyncio.run(run_overhead(args.requests, args.concurrency, args.seed_examples, args.json))
+    return asyncio.run(
+        run_overhead(
+            args.requests, args.concurrency, args.seed_examples, args.json, tuple(args.embedding)
+        )
+    )
 
 
 def _report(args: argparse.Namespace, argv: list[str]) -> int:
@@ -114,13 +125,13 @@ def _bench(args: argparse.Namespace, argv: list[str]) -> int:
     import shlex
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from iccache_dataplane.embedding import load_sentence_transformer
+    from iccache_dataplane.embedding import load_encoder
     from iccache_dev.bench.demo import demo
     from iccache_dev.bench.run import BenchConfig, run_bench
     from iccache_dev.bench.stack import MODEL_CHOICES
     from iccache_dev.bench.systems import SYSTEMS
 
-    encoder = load_sentence_transformer(None, 0)
+    encoder = load_encoder(None, 0)
     try:
         if args.command == "demo":
             return asyncio.run(demo(args.requests, encoder))

@@ -15,7 +15,7 @@ from iccache_contract.settings import BackendSettings, RouterSettings
 from iccache_dataplane.backends.client import Backend
 from iccache_dataplane.core.domain import Route
 from iccache_dataplane.core.errors import DependencyDown
-from iccache_dataplane.embedding import BatchingEmbedder, Encoder, load_sentence_transformer
+from iccache_dataplane.embedding import BatchingEmbedder, Encoder, load_encoder
 from iccache_dataplane.replay.cache import ReplayCache
 from iccache_dataplane.replay.job import ReplayJob
 from iccache_dataplane.replay.pickers import AgreementPicker, AnswerPicker, JudgePicker
@@ -54,7 +54,7 @@ async def replay(
     )
     if encoder is None:
         encoder = await asyncio.to_thread(
-            load_sentence_transformer, settings.embedding.model_path, settings.embedding.threads
+            load_encoder, settings.embedding.model_path, settings.embedding.threads
         )
     embedder = BatchingEmbedder(encoder, settings.embedding.batch_size, 0.0)
     await embedder.start()

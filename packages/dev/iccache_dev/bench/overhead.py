@@ -25,9 +25,11 @@ import httpx
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from iccache_dataplane.embedding import load_sentence_transformer
+from iccache_dataplane.embedding import load_encoder
 from iccache_dataplane.storage.examples import ExampleStore
 from iccache_dataplane.storage.layout import RedisLayout
+from iccache_dev.local.assets import minilm_model_dir
+from iccache_dev.local.onnx_export import ensure_minilm_onnx
 from iccache_dev.local.process import ManagedProcess, free_port
 from iccache_dev.local.redis import start_redis
 
@@ -93,6 +95,7 @@ class Result:
     mean_ms: float
     throughput_rps: float
     routes: dict[str, int]
+    embedding: str = ""
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -161,7 +164,7 @@ def stage_means(metrics_text: str) -> dict[str, float]:
 async def seed(redis_url: str, prefix: str, texts: list[str]) -> None:
     import redis.asyncio as aioredis
 
-    encoder = load_sentence_transformer(None)
+    encoder = load_encoder(None)
     vectors = encoder.encode(texts, normalize_embeddings=True, batch_size=64)
     client = aioredis.from_url(redis_url)
     store = ExampleStore(client, RedisLayout(index_name=prefix, prefix=prefix))
@@ -171,8 +174,22 @@ async def seed(redis_url: str, prefix: str, texts: list[str]) -> None:
     await client.aclose()
 
 
+EMBEDDINGS = ("onnx", "torch")
+
+
+def embedding_folder(runtime: str) -> str:
+    """The model folder of an embedding runtime (the same MiniLM weights for both)."""
+    if runtime == "onnx":
+        return str(ensure_minilm_onnx())
+    return str(minilm_model_dir())
+
+
 async def bench(
-    requests: int, concurrencies: list[int], seed_examples: int, out: Path | None
+    requests: int,
+    concurrencies: list[int],
+    seed_examples: int,
+    out: Path | None,
+    embeddings: tuple[str, ...] = EMBEDDINGS,
 ) -> int:
     rng = random.Random(1)
     pool = questions()
@@ -180,88 +197,40 @@ async def bench(
     seeded, asked = pool[:seed_examples], pool[seed_examples:] or pool
     work = Path(tempfile.mkdtemp(prefix="iccache-bench-"))
     redis = start_redis(work / "redis")
-    procs: list[ManagedProcess] = []
+    responder: ManagedProcess | None = None
+    results: list[Result] = []
+    stages: dict[str, dict[str, float]] = {}
     try:
-        rport, hport = free_port(), free_port()
+        rport = free_port()
         responder = ManagedProcess(
             "responder",
             [sys.executable, "-m", "iccache_dev.bench.responder", "--port", str(rport)],
             work / "responder.log",
         )
-        procs.append(responder)
         print(f"seeding {len(seeded)} examples with real embeddings ...", flush=True)
         await seed(redis.url, "bench", seeded)
-        config = {
-            "small": {
-                "base_url": f"http://127.0.0.1:{rport}/v1",
-                "model": "small",
-                "cost_per_token": 0.2,
-            },
-            "large": {"base_url": f"http://127.0.0.1:{rport}/v1", "model": "large"},
-            "redis": {"url": redis.url, "index_name": "bench", "key_prefix": "bench"},
-            "server": {
-                "host": "127.0.0.1",
-                "http_port": hport,
-                "grpc_port": 0,
-                "max_concurrency": 256,
-            },
-            "routing": {"exploration_rate": 0.0},
-        }
-        (work / "router.yaml").write_text(yaml.safe_dump(config))
-        router = ManagedProcess(
-            "router",
-            [
-                sys.executable,
-                "-m",
-                "iccache_dataplane.cli",
-                "serve",
-                "--config",
-                str(work / "router.yaml"),
-                "--log-level",
-                "WARNING",
-            ],
-            work / "router.log",
-        )
-        procs.append(router)
-        base = f"http://127.0.0.1:{hport}"
-
-        def ready() -> bool:
-            try:
-                return httpx.get(f"{base}/readyz", timeout=1).status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        router.wait_ready(ready, timeout=120)
-        print("warming up ...", flush=True)
-        await run_load(base, asked[:20], 4)
-
-        results = []
-        for c in concurrencies:
-            prompts = [rng.choice(asked) + f" (#{i})" for i in range(requests)]
-            result = await run_load(base, prompts, c)
-            results.append(result)
-            print(
-                f"  {c:>3} in flight: p50 {result.p50_ms:6.1f} ms  p99 {result.p99_ms:6.1f} ms  "
-                f"{result.throughput_rps:6.1f} req/s  errors {result.errors}",
-                flush=True,
+        for runtime in embeddings:
+            print(f"router with the {runtime} embedder:", flush=True)
+            found, stage_ms = await _measure(
+                work, runtime, redis.url, rport, asked, requests, concurrencies, rng
             )
-        async with httpx.AsyncClient() as http:
-            stages = stage_means((await http.get(f"{base}/metrics")).text)
+            results += found
+            stages[runtime] = stage_ms
     finally:
-        for p in reversed(procs):
-            p.stop()
+        if responder is not None:
+            responder.stop()
         redis.stop()
 
     print("\nRouter overhead (backends answer instantly; Redis, embedder and router are real)")
-    header = ("in flight", "requests", "p50 ms", "p90 ms", "p99 ms", "req/s")
+    header = ("embedder", "in flight", "requests", "p50 ms", "p90 ms", "p99 ms", "req/s")
     print(" ".join(f"{h:>9}" for h in header) + "  routes")
     for r in results:
         row = (r.p50_ms, r.p90_ms, r.p99_ms, r.throughput_rps)
         cells = " ".join(f"{v:>9.1f}" for v in row)
-        print(f"{r.concurrency:>9} {r.requests:>9} {cells}  {r.routes}")
-    print(
-        "mean time per stage (ms): " + ", ".join(f"{k} {v:.2f}" for k, v in sorted(stages.items()))
-    )
+        print(f"{r.embedding:>9} {r.concurrency:>9} {r.requests:>9} {cells}  {r.routes}")
+    for runtime, stage_ms in stages.items():
+        means = ", ".join(f"{k} {v:.2f}" for k, v in sorted(stage_ms.items()))
+        print(f"mean time per stage, {runtime} (ms): {means}")
     print(
         f"cache: {len(seeded)} examples; targets: p50 <= 20 ms and p99 <= 50 ms at 1 in flight, "
         ">= 200 req/s at 32 in flight"
@@ -275,3 +244,62 @@ async def bench(
         out.write_text(json.dumps(payload, indent=2))  # noqa: ASYNC240 - once, at the end
         print(f"wrote {out}")
     return 0 if all(r.errors == 0 for r in results) else 1
+
+
+async def _measure(
+    work: Path,
+    runtime: str,
+    redis_url: str,
+    rport: int,
+    asked: list[str],
+    requests: int,
+    concurrencies: list[int],
+    rng: random.Random,
+) -> tuple[list[Result], dict[str, float]]:
+    """Start a router with this embedding runtime, load it, stop it."""
+    hport = free_port()
+    config = {
+        "small": {
+            "base_url": f"http://127.0.0.1:{rport}/v1",
+            "model": "small",
+            "cost_per_token": 0.2,
+        },
+        "large": {"base_url": f"http://127.0.0.1:{rport}/v1", "model": "large"},
+        "redis": {"url": redis_url, "index_name": "bench", "key_prefix": "bench"},
+        "server": {"host": "127.0.0.1", "http_port": hport, "grpc_port": 0, "max_concurrency": 256},
+        "routing": {"exploration_rate": 0.0},
+        "embedding": {"model_path": embedding_folder(runtime)},
+    }
+    path = work / f"router-{runtime}.yaml"
+    path.write_text(yaml.safe_dump(config))
+    argv = [sys.executable, "-m", "iccache_dataplane.cli", "serve", "--config", str(path)]
+    router = ManagedProcess(
+        f"router-{runtime}", [*argv, "--log-level", "WARNING"], work / f"router-{runtime}.log"
+    )
+    base = f"http://127.0.0.1:{hport}"
+    try:
+
+        def ready() -> bool:
+            try:
+                return httpx.get(f"{base}/readyz", timeout=1).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        router.wait_ready(ready, timeout=120)
+        await run_load(base, asked[:20], 4)  # warm up
+        results = []
+        for c in concurrencies:
+            prompts = [rng.choice(asked) + f" (#{i})" for i in range(requests)]
+            result = await run_load(base, prompts, c)
+            result.embedding = runtime
+            results.append(result)
+            print(
+                f"  {c:>3} in flight: p50 {result.p50_ms:6.1f} ms  p99 {result.p99_ms:6.1f} ms  "
+                f"{result.throughput_rps:6.1f} req/s  errors {result.errors}",
+                flush=True,
+            )
+        async with httpx.AsyncClient() as http:
+            stage_ms = stage_means((await http.get(f"{base}/metrics")).text)
+    finally:
+        router.stop()
+    return results, stage_ms

