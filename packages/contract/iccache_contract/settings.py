@@ -89,6 +89,12 @@ class RetrievalSettings(_Section):
         le=8,
         description="Earlier user turns embedded (and stored) with a follow-up question",
     )
+    hybrid_policy: Literal["auto", "batches", "adhoc"] = Field(
+        default="auto",
+        description="How the vector search meets the tenant filter: auto (the Query Engine "
+        "decides), batches (walk the HNSW graph, filter as it goes) or adhoc (scan the "
+        "tenant's examples); see the README's sizing table",
+    )
 
 
 class RoutingSettings(_Section):

@@ -81,6 +81,13 @@ def _add_bench(commands: Commands) -> None:
         help="embedding runtimes to measure, one router each, in this run",
     )
     overhead.set_defaults(run=_overhead)
+    scale = benches.add_parser(
+        "cache", help="the example cache at scale: load rate, memory per example, KNN latency"
+    )
+    scale.add_argument("--examples", type=int, nargs="+", default=[100_000, 1_000_000])
+    scale.add_argument("--queries", type=int, default=1000, help="KNN queries per size")
+    scale.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    scale.set_defaults(run=_cache_scale)
     rerender = benches.add_parser(
         "report",
         help="remake results.json/.md/.png of an earlier run from its outcomes.jsonl",
@@ -105,6 +112,14 @@ def _overhead(args: argparse.Namespace, argv: list[str]) -> int:
             args.requests, args.concurrency, args.seed_examples, args.json, tuple(args.embedding)
         )
     )
+
+
+def _cache_scale(args: argparse.Namespace, argv: list[str]) -> int:
+    import asyncio
+
+    from iccache_dev.bench.cache_scale import bench as run_scale
+
+    return asyncio.run(run_scale(args.examples, args.queries, args.json))
 
 
 def _report(args: argparse.Namespace, argv: list[str]) -> int:

@@ -32,4 +32,5 @@ def example_store(settings: RouterSettings, client: aioredis.Redis | None = None
         client or redis_client(settings),
         layout_of(settings),
         ttl_seconds=settings.cache.ttl_seconds,
+        hybrid_policy=settings.retrieval.hybrid_policy,
     )

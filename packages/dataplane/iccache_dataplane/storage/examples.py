@@ -98,8 +98,14 @@ class ExampleStore:
         *,
         ttl_seconds: int = 0,
         gain_tau_seconds: float = 86_400.0,
+        hybrid_policy: str = "auto",
     ) -> None:
         self._r = client
+        self._policy = {
+            "auto": "",
+            "batches": " HYBRID_POLICY BATCHES",
+            "adhoc": " HYBRID_POLICY ADHOC_BF",
+        }[hybrid_policy]
         self.layout = layout
         self.ttl = ttl_seconds
         self.gain_tau = gain_tau_seconds
@@ -143,7 +149,8 @@ class ExampleStore:
     # -- read -------------------------------------------------------------------------
     async def search(self, tenant: str, vector: Vector, k: int) -> list[Candidate]:
         """The ``k`` nearest examples of ``tenant`` (and only of ``tenant``)."""
-        knn = f"({self.layout.tenant_filter(tenant)})=>[KNN {k} @{F.EMBEDDING} $vec AS {DISTANCE}]"
+        vector_part = f"KNN {k} @{F.EMBEDDING} $vec{self._policy} AS {DISTANCE}"
+        knn = f"({self.layout.tenant_filter(tenant)})=>[{vector_part}]"
         query = (
             Query(knn)
             .sort_by(DISTANCE)
