@@ -159,6 +159,13 @@ class TenantLimits(_Section):
         default=None, ge=1, description="Prompt and completion tokens; None: unlimited"
     )
 
+    def over(self, base: TenantLimits) -> TenantLimits:
+        """These limits, each one that is unset taken from ``base``."""
+        return TenantLimits(
+            requests_per_minute=self.requests_per_minute or base.requests_per_minute,
+            tokens_per_minute=self.tokens_per_minute or base.tokens_per_minute,
+        )
+
 
 class TenantOverrides(TenantLimits):
     """What one tenant gets instead of the defaults."""
@@ -197,12 +204,7 @@ class TenancySettings(_Section):
 
     def limits_of(self, tenant: str) -> TenantLimits:
         o = self.overrides.get(tenant)
-        if o is None:
-            return self.limits
-        return TenantLimits(
-            requests_per_minute=o.requests_per_minute or self.limits.requests_per_minute,
-            tokens_per_minute=o.tokens_per_minute or self.limits.tokens_per_minute,
-        )
+        return self.limits if o is None else o.over(self.limits)
 
 
 class ApiKey(_Section):

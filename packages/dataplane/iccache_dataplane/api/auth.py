@@ -117,10 +117,10 @@ class Authenticator:
             raise Unauthenticated("unknown API key")
         if entry.revoked:
             raise PermissionDenied(f"API key {entry.name or '(unnamed)'} was revoked")
-        base = self.settings.limits_of(entry.tenant)
-        limits = TenantLimits(
-            requests_per_minute=entry.requests_per_minute or base.requests_per_minute,
-            tokens_per_minute=entry.tokens_per_minute or base.tokens_per_minute,
+        own = TenantLimits(
+            requests_per_minute=entry.requests_per_minute,
+            tokens_per_minute=entry.tokens_per_minute,
         )
+        limits = own.over(self.settings.limits_of(entry.tenant))
         models = frozenset(entry.models) if entry.models is not None else None
         return Caller(entry.tenant, limits, who=entry.name or "api-key", models=models)
