@@ -2,14 +2,16 @@
 VENV := .venv
 BIN  := $(VENV)/bin
 
-.PHONY: setup test demo bench lint typecheck layers unit integration e2e chart clean cluster-build cluster-up cluster-down proto
+.PHONY: setup test demo bench lint typecheck layers unit integration containers e2e chart images clean cluster-build cluster-up cluster-down proto
 
 setup:
 	scripts/setup
 
-## Lint, type-check, check the package layers, then every test tier.
+## Lint, type-check, check the package layers, build the images (seconds when warm), then
+## every test tier.
 test: lint typecheck layers
-	$(BIN)/pytest tests/unit tests/integration e2e
+	$(BIN)/python -m iccache_dev.local.images build --if-tools --no-export
+	$(BIN)/pytest tests/unit tests/integration tests/containers e2e
 
 ## The main job: the whole stack locally, real questions, one table (about 2.5 minutes; the first run also seeds the cache, about 2 more).
 demo:
@@ -35,6 +37,15 @@ unit:
 
 integration:
 	$(BIN)/pytest tests/integration
+
+## The images built and run as the pods run them (builds them first, from cache when warm).
+containers:
+	$(BIN)/pytest tests/containers
+
+## Every container image (operator, sidecar, redis, llama-server), tagged localhost/iccache/NAME:VERSION
+## and exported to build/images/*.oci.tar; about 25 minutes cold (llama.cpp compiles), seconds warm.
+images:
+	$(BIN)/python -m iccache_dev.local.images build
 
 ## The chart and a whole install on the local control plane (or ICCACHE_E2E_KUBECONFIG).
 e2e:

@@ -170,6 +170,7 @@ def sidecar_pod(
             "securityContext": {
                 "runAsNonRoot": True,
                 "runAsUser": 10001,
+                "runAsGroup": 10001,
                 "seccompProfile": {"type": "RuntimeDefault"},
             },
             "containers": [
