@@ -46,6 +46,7 @@ kind create cluster --name "$CLUSTER" --kubeconfig "$KUBECONFIG_FILE" --wait 180
 
 step "building images (operator, sidecar, llama.cpp with the models)"
 docker build -f "$ROOT/packages/operator/Dockerfile" -t "iccache/operator:$TAG" "$ROOT"
+"$ROOT/.venv/bin/python" -m iccache_dev.local.images stage-model  # the ONNX embedder
 docker build -f "$ROOT/packages/dataplane/Dockerfile" -t "iccache/sidecar:$TAG" "$ROOT"
 docker build -f "$ROOT/e2e/kind/models.Dockerfile" -t "iccache/llamacpp-models:$TAG" "$ROOT"
 for image in operator sidecar llamacpp-models; do
