@@ -240,6 +240,18 @@ class ServerSettings(_Section):
         default=64, ge=1, description="Requests handled at once; more get 429"
     )
     max_tokens_default: int = Field(default=256, ge=1)
+    max_body_bytes: int = Field(
+        default=8 * 2**20,
+        ge=1024,
+        description="Largest request body (HTTP) or message (gRPC); larger ones get 413",
+    )
+    max_messages: int = Field(default=1000, ge=1, description="Messages in one request")
+    max_prompt_bytes: int = Field(
+        default=4 * 2**20, ge=1024, description="UTF-8 bytes of all messages' text together"
+    )
+    idle_timeout_seconds: int = Field(
+        default=5, ge=1, le=3600, description="An idle keep-alive HTTP connection is closed"
+    )
     public_model: str = Field(default="iccache", description="Model name clients ask for")
 
 

@@ -184,6 +184,7 @@ async def serving(parts: Parts) -> AsyncIterator[Runtime]:
             lifespan="off",
             log_level="warning",
             access_log=False,
+            timeout_keep_alive=server.idle_timeout_seconds,
         )
     )
     await grpc_server.start()

@@ -169,7 +169,12 @@ def create_grpc_server(
     service: RouterService, address: str, auth: Authenticator
 ) -> tuple[grpc.aio.Server, int]:
     """A server bound to ``address`` (port 0 picks one); returns it with its port."""
-    server = grpc.aio.server(interceptors=[ErrorStatusInterceptor(service.metrics)])
+    limit = service.settings.server.max_body_bytes
+    server = grpc.aio.server(
+        interceptors=[ErrorStatusInterceptor(service.metrics)],
+        # Larger messages get RESOURCE_EXHAUSTED from grpc itself, naming both sizes.
+        options=[("grpc.max_receive_message_length", limit)],
+    )
     pb_grpc.add_RouterServicer_to_server(RouterServicer(service, auth), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

@@ -7,11 +7,16 @@ from typing import Any, Protocol
 
 from pydantic import ValidationError
 
-from iccache_contract.settings import RouterSettings
+from iccache_contract.settings import RouterSettings, ServerSettings
 from iccache_dataplane.api.auth import Caller
 from iccache_dataplane.api.openai_schema import MessageIn, _Common
 from iccache_dataplane.core.domain import ChatMessage, GenerationParams, Route, RouterRequest
-from iccache_dataplane.core.errors import InvalidRequest, PermissionDenied, UnknownModel
+from iccache_dataplane.core.errors import (
+    InvalidRequest,
+    PermissionDenied,
+    RequestTooLarge,
+    UnknownModel,
+)
 
 
 def chat_messages(items: Sequence[MessageIn]) -> list[ChatMessage]:
@@ -39,6 +44,22 @@ def validation_message(exc: ValidationError | _HasErrors) -> tuple[str, str | No
     return "; ".join(problems), param or None
 
 
+def check_size(server: ServerSettings, messages: Sequence[ChatMessage]) -> None:
+    """The server's limits on one request's messages (HTTP and gRPC alike)."""
+    if len(messages) > server.max_messages:
+        raise RequestTooLarge(
+            f"{len(messages)} messages; this server takes at most {server.max_messages}",
+            param="messages",
+        )
+    size = sum(len(m.content.encode()) for m in messages)
+    if size > server.max_prompt_bytes:
+        raise RequestTooLarge(
+            f"the messages hold {size} bytes of text; this server takes at most "
+            f"{server.max_prompt_bytes}",
+            param="messages",
+        )
+
+
 def build_request(
     settings: RouterSettings,
     backend_models: Mapping[str, Route],
@@ -51,6 +72,7 @@ def build_request(
     """``caller`` is who the authenticator found behind the request: it names the tenant
     (nothing in the body or headers does)."""
     public = settings.server.public_model
+    check_size(settings.server, messages)
     auth_model_check(caller, body.model)
     force: Route | None = None
     if body.model != public:

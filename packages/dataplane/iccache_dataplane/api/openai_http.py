@@ -16,6 +16,7 @@ from pydantic import BaseModel
 
 from iccache_contract import names
 from iccache_dataplane.api.auth import Authenticator
+from iccache_dataplane.api.body_limit import BodyLimit
 from iccache_dataplane.api.intake import build_request, chat_messages, validation_message
 from iccache_dataplane.api.openai_models import (
     AssistantMessage,
@@ -50,6 +51,7 @@ from iccache_dataplane.requestpath.service import RouterService
 HTTP_STATUS = {
     ErrorKind.INVALID_ARGUMENT: 400,
     ErrorKind.TOO_LONG: 400,
+    ErrorKind.TOO_LARGE: 413,
     ErrorKind.NOT_FOUND: 404,
     ErrorKind.UNAUTHENTICATED: 401,
     ErrorKind.PERMISSION_DENIED: 403,
@@ -58,7 +60,11 @@ HTTP_STATUS = {
     ErrorKind.UNAVAILABLE: 503,
     ErrorKind.TIMEOUT: 504,
 }
-ERROR_CODE = {ErrorKind.TOO_LONG: "context_length_exceeded", ErrorKind.NOT_FOUND: "not_found"}
+ERROR_CODE = {
+    ErrorKind.TOO_LONG: "context_length_exceeded",
+    ErrorKind.TOO_LARGE: "request_too_large",
+    ErrorKind.NOT_FOUND: "not_found",
+}
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorBody} for status in sorted(set(HTTP_STATUS.values()))
 }
@@ -108,6 +114,8 @@ def create_http_app(
     settings = service.settings
     public = settings.server.public_model
     app = FastAPI(title="iccache router", version="v1")
+    too_large = service.metrics.errors.labels(ErrorKind.TOO_LARGE.value)
+    app.add_middleware(BodyLimit, limit=settings.server.max_body_bytes, on_reject=too_large.inc)
     status = ready if ready is not None else {}
 
     @app.exception_handler(IccacheError)

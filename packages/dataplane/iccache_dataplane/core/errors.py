@@ -13,6 +13,7 @@ class ErrorKind(Enum):
     INVALID_ARGUMENT = "invalid_argument"  # malformed request, bad parameter
     NOT_FOUND = "not_found"  # unknown model, unknown request id
     TOO_LONG = "too_long"  # prompt over the context limit
+    TOO_LARGE = "too_large"  # request over the server's size limits
     UNAUTHENTICATED = "unauthenticated"  # no credential, or a wrong one
     PERMISSION_DENIED = "permission_denied"  # a revoked key, or one not allowed this
     OVERLOADED = "overloaded"  # bounded queue full, or a tenant over its rate
@@ -68,6 +69,12 @@ class UnknownRequest(IccacheError):
 
 class ContextTooLong(IccacheError):
     kind = ErrorKind.TOO_LONG
+
+
+class RequestTooLarge(IccacheError):
+    """A request over one of the server's limits (body, messages, prompt bytes)."""
+
+    kind = ErrorKind.TOO_LARGE
 
 
 class Overloaded(IccacheError):
