@@ -17,8 +17,16 @@ from iccache_contract.settings import (
     IneligibleSettings,
     RetrievalSettings,
     RoutingSettings,
+    ServerSettings,
 )
-from iccache_operator.api import InContextCacheSpec, IneligibleSpec, RetrievalSpec, RoutingSpec
+from iccache_operator.api import (
+    SERVER_FIELDS,
+    InContextCacheSpec,
+    IneligibleSpec,
+    RetrievalSpec,
+    RouterSpec,
+    RoutingSpec,
+)
 from iccache_operator.children.common import Owner
 from iccache_operator.children.router import router_settings
 
@@ -79,3 +87,27 @@ def test_every_value_the_crd_admits_renders_valid_settings(
     rendered = render(section, {field: value})
     by_api_name = {f.alias or n: n for n, f in spec.model_fields.items()}
     assert getattr(rendered, by_api_name[field]) == value
+
+
+def rendered_server(values: dict[str, Any]) -> ServerSettings:
+    """The server settings that ``router: values`` in the sample spec renders."""
+    spec = yaml.safe_load(SAMPLE.read_text())["spec"]
+    spec["router"] = values
+    return router_settings(OWNER, InContextCacheSpec.model_validate(spec)).server
+
+
+API_NAMES = {RouterSpec.model_fields[n].alias or n: n for n in SERVER_FIELDS}
+SERVER_BOUNDS = [(f, v) for f, v in bounds(RouterSpec) if f in API_NAMES]
+
+
+def test_router_server_fields_default_like_the_settings() -> None:
+    rendered = rendered_server({})
+    for name in SERVER_FIELDS:
+        assert getattr(rendered, name) == ServerSettings.model_fields[name].default, name
+
+
+@pytest.mark.parametrize(
+    ("field", "value"), SERVER_BOUNDS, ids=[f"router.{f}={v}" for f, v in SERVER_BOUNDS]
+)
+def test_every_router_limit_the_crd_admits_renders_valid_settings(field: str, value: Any) -> None:
+    assert getattr(rendered_server({field: value}), API_NAMES[field]) == value

@@ -270,6 +270,29 @@ class RouterSpec(_Obj):
     http_port: int = Field(default=names.HTTP_PORT, ge=1, le=65535)
     grpc_port: int = Field(default=names.GRPC_PORT, ge=1, le=65535)
     max_concurrency: int = Field(default=64, ge=1, le=10_000)
+    max_body_bytes: int = Field(
+        default=8 * 2**20,
+        ge=1024,
+        le=2**30,
+        description="Largest HTTP body or gRPC message; larger ones get 413",
+    )
+    max_messages: int = Field(default=1000, ge=1, le=100_000, description="Messages per request")
+    max_prompt_bytes: int = Field(
+        default=4 * 2**20, ge=1024, le=2**30, description="UTF-8 bytes of a request's text"
+    )
+    idle_timeout_seconds: int = Field(
+        default=5, ge=1, le=3600, description="Idle keep-alive HTTP connections are closed"
+    )
+
+
+# The router's server settings that RouterSpec sets, by the same names.
+SERVER_FIELDS = (
+    "max_concurrency",
+    "max_body_bytes",
+    "max_messages",
+    "max_prompt_bytes",
+    "idle_timeout_seconds",
+)
 
 
 class ReplaySpec(_Obj):

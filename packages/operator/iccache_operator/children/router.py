@@ -75,7 +75,7 @@ def router_settings(owner: Owner, spec: api.InContextCacheSpec) -> RouterSetting
             "server": {
                 "http_port": spec.router.http_port,
                 "grpc_port": spec.router.grpc_port,
-                "max_concurrency": spec.router.max_concurrency,
+                **{name: getattr(spec.router, name) for name in api.SERVER_FIELDS},
             },
             "replay": {
                 "low_load": spec.replay.low_load_threshold,
