@@ -25,7 +25,13 @@ from openai import OpenAI
 from iccache_contract import names
 from iccache_contract.settings import RouterSettings
 from iccache_dev.local import assets
-from iccache_dev.local.containers import Container, Containers, PodContainer, Volume
+from iccache_dev.local.containers import (
+    Container,
+    Containers,
+    PodContainer,
+    Volume,
+    pod_templates,
+)
 from iccache_dev.local.process import free_port, wait_until
 from iccache_operator import api
 from iccache_operator.children.common import Owner
@@ -69,18 +75,6 @@ def sample_spec(llama_image: str, redis_image: str) -> api.InContextCacheSpec:
     return api.InContextCacheSpec.model_validate(raw)
 
 
-def pod_templates(spec: api.InContextCacheSpec, sidecar: str) -> dict[str, Any]:
-    """Each child's pod template (pod spec, first container), by the child's name."""
-    out = {}
-    for child in plan(OWNER, spec, sidecar).apply:
-        template = child.get("spec", {}).get("template")
-        if child["kind"] == "CronJob":
-            template = child["spec"]["jobTemplate"]["spec"]["template"]
-        if template:
-            out[child["metadata"]["name"]] = (template["spec"], template["spec"]["containers"][0])
-    return out
-
-
 def emptydir(path: Path, uid: int) -> Path:
     """A host folder standing in for an emptyDir (or a claim) that ``uid`` writes."""
     path.mkdir(parents=True, exist_ok=True)
@@ -99,7 +93,8 @@ def answers(url: str) -> bool:
 def stack(images: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     workdir = tmp_path_factory.mktemp("dataplane")
     spec = sample_spec(images["llama-server"], images["redis"])
-    templates = pod_templates(spec, images["sidecar"])
+    planned = plan(OWNER, spec, images["sidecar"])
+    templates = pod_templates(planned.apply)
     with Containers("icc-dp") as pods:
         password = secrets.token_hex(12)
         redis_port = free_port()
@@ -141,8 +136,7 @@ def stack(images: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> I
             server.wait_ready(lambda p=ports[role]: answers(f"http://127.0.0.1:{p}/health"), 120)
 
         # The settings the operator renders, pointed at the loopback ports.
-        rendered = plan(OWNER, spec, images["sidecar"]).settings_yaml
-        raw = yaml.safe_load(rendered)
+        raw = yaml.safe_load(planned.settings_yaml)
         for role in MODELS:
             raw[role]["base_url"] = f"http://127.0.0.1:{ports[role]}/v1"
         raw["redis"]["url"] = f"redis://127.0.0.1:{redis_port}"

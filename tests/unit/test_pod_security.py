@@ -4,12 +4,10 @@ claims, never a configMap)."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 import yaml
 
-from iccache_dev.local.containers import PodContainer
+from iccache_dev.local.containers import PodContainer, pod_templates
 from iccache_dev.local.images import security_args
 from iccache_operator import api
 from iccache_operator.children.common import Owner
@@ -21,15 +19,8 @@ SAMPLE = CRD_FILE.parent / "samples" / "cpu-llamacpp.yaml"
 
 def templates() -> dict[str, PodContainer]:
     spec = api.InContextCacheSpec.model_validate(yaml.safe_load(SAMPLE.read_text())["spec"])
-    out = {}
-    for child in plan(Owner("demo", "ns", "0"), spec, "sidecar:1").apply:
-        template: dict[str, Any] | None = child.get("spec", {}).get("template")
-        if child["kind"] == "CronJob":
-            template = child["spec"]["jobTemplate"]["spec"]["template"]
-        if template:
-            pod = template["spec"]
-            out[child["metadata"]["name"]] = PodContainer.of(pod, pod["containers"][0])
-    return out
+    children = plan(Owner("demo", "ns", "0"), spec, "sidecar:1").apply
+    return {name: PodContainer.of(*pod) for name, pod in pod_templates(children).items()}
 
 
 def test_router_and_replay_run_restricted_with_tmp_as_the_only_writable_place() -> None:

@@ -133,6 +133,20 @@ class PodContainer:
         )
 
 
+def pod_templates(children: Sequence[Mapping[str, Any]]) -> dict[str, tuple[Any, Any]]:
+    """Each workload's pod template among ``children`` (an operator plan's manifests),
+    by the workload's name: (pod spec, its first container)."""
+    out = {}
+    for child in children:
+        spec = child.get("spec", {})
+        if child["kind"] == "CronJob":
+            spec = spec["jobTemplate"]["spec"]
+        template = spec.get("template")
+        if template:
+            out[child["metadata"]["name"]] = (template["spec"], template["spec"]["containers"][0])
+    return out
+
+
 class Containers:
     """The containers of one test (or session), removed together at the end."""
 

@@ -19,6 +19,7 @@ operator and the chart put on their pods.
 from __future__ import annotations
 
 import argparse
+import filecmp
 import hashlib
 import importlib.metadata
 import json
@@ -224,10 +225,10 @@ def stage_model() -> Path:
     """Copies the exported ONNX embedder to build/embedding-model, where the data-plane
     Dockerfile takes it from (only when it changed, so the layer cache holds)."""
     source = ensure_minilm_onnx()
-    wanted = {p.name: p.read_bytes() for p in sorted(source.iterdir()) if p.is_file()}
     if STAGED_MODEL.is_dir():
-        have = {p.name: p.read_bytes() for p in sorted(STAGED_MODEL.iterdir()) if p.is_file()}
-        if have == wanted:
+        names = sorted(p.name for p in source.iterdir() if p.is_file())
+        same, _, _ = filecmp.cmpfiles(source, STAGED_MODEL, names, shallow=False)
+        if same == names and sorted(os.listdir(STAGED_MODEL)) == names:
             return STAGED_MODEL
         shutil.rmtree(STAGED_MODEL)
     shutil.copytree(source, STAGED_MODEL)
@@ -243,7 +244,10 @@ class Built:
     archive: Path | None
 
 
-def build_image(spec: ImageSpec, base: str, *, export: bool = True, quiet: bool = False) -> Built:
+def build_image(
+    spec: ImageSpec, base: str, pip_options: Sequence[str], *, export: bool, quiet: bool
+) -> Built:
+    """One image; ``pip_options`` are :func:`pip_build_options` (read once per build)."""
     ref = reference(spec.name)
     start = time.monotonic()
     _log(f"building {ref} from {spec.dockerfile}")
@@ -261,7 +265,7 @@ def build_image(spec: ImageSpec, base: str, *, export: bool = True, quiet: bool 
             *ULIMITS,
             "--build-arg",
             f"BASE_IMAGE={base}",
-            *pip_build_options(),
+            *pip_options,
             "--file",
             str(ROOT / spec.dockerfile),
             "--tag",
@@ -307,7 +311,8 @@ def build(names: Sequence[str] = (), *, export: bool = True, quiet: bool = False
     base = ensure_base()
     if any(spec.name == "sidecar" for spec in specs):
         stage_model()
-    return [build_image(spec, base, export=export, quiet=quiet) for spec in specs]
+    pip_options = pip_build_options()
+    return [build_image(spec, base, pip_options, export=export, quiet=quiet) for spec in specs]
 
 
 def _table(built: Sequence[Built]) -> str:
