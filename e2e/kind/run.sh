@@ -6,7 +6,7 @@
 #   e2e/kind/run.sh            # create, test, delete the cluster
 #   KEEP=1 e2e/kind/run.sh     # keep the cluster afterwards (delete: kind delete cluster --name iccache-e2e)
 #
-# Steps: create a kind cluster; build the operator, sidecar and models images and load
+# Steps: create a kind cluster; build the project's images and a model store and load
 # them into it; helm install the chart; run `helm test`; apply a CPU-only sample
 # (llama.cpp models, managed Redis); wait for Ready; send OpenAI requests through the
 # router and check the answers and the offload metrics; run the pytest e2e suite against
@@ -44,12 +44,14 @@ trap cleanup EXIT INT TERM
 step "creating kind cluster $CLUSTER"
 kind create cluster --name "$CLUSTER" --kubeconfig "$KUBECONFIG_FILE" --wait 180s
 
-step "building images (operator, sidecar, llama.cpp with the models)"
-docker build -f "$ROOT/packages/operator/Dockerfile" -t "iccache/operator:$TAG" "$ROOT"
+step "building images (the project's four, from the Dockerfiles make images uses, and the model store)"
 "$ROOT/.venv/bin/python" -m iccache_dev.local.images stage-model  # the ONNX embedder
+docker build -f "$ROOT/packages/operator/Dockerfile" -t "iccache/operator:$TAG" "$ROOT"
 docker build -f "$ROOT/packages/dataplane/Dockerfile" -t "iccache/sidecar:$TAG" "$ROOT"
-docker build -f "$ROOT/e2e/kind/models.Dockerfile" -t "iccache/llamacpp-models:$TAG" "$ROOT"
-for image in operator sidecar llamacpp-models; do
+docker build -f "$ROOT/images/redis/Dockerfile" -t "iccache/redis:$TAG" "$ROOT"
+docker build -f "$ROOT/images/llama-server/Dockerfile" -t "iccache/llama-server:$TAG" "$ROOT"
+docker build -f "$ROOT/e2e/kind/models.Dockerfile" -t "iccache/model-store:$TAG" "$ROOT"
+for image in operator sidecar redis llama-server model-store; do
   kind load docker-image --name "$CLUSTER" "iccache/$image:$TAG"
 done
 
@@ -62,6 +64,10 @@ helm test iccache -n "$NS_SYSTEM" --logs
 
 step "applying the CPU sample and waiting for Ready (model loading takes minutes)"
 kubectl create namespace "$NS_APP"
+# The model store the sample's url sources download from.
+kubectl -n "$NS_APP" create deployment model-store --image "iccache/model-store:$TAG" --port 8000
+kubectl -n "$NS_APP" expose deployment model-store --port 8000
+kubectl -n "$NS_APP" rollout status deployment/model-store --timeout=5m
 kubectl apply -n "$NS_APP" -f "$ROOT/e2e/kind/sample.yaml"
 kubectl wait -n "$NS_APP" --for=condition=Ready icc/demo --timeout=20m
 kubectl get icc -n "$NS_APP"

@@ -70,6 +70,9 @@ def sample_spec(llama_image: str, redis_image: str) -> api.InContextCacheSpec:
     raw = yaml.safe_load(SAMPLE.read_text())["spec"]
     raw["cache"]["managed"]["image"] = redis_image
     for role, model in MODELS.items():
+        # The file is mounted where a source would put it (the real-node e2e test uses the
+        # sources themselves).
+        raw["models"][role].pop("source", None)
         raw["models"][role] |= {"model": f"/models/{model.path().name}", "image": llama_image}
     raw["models"]["large"]["args"] = ["--chat-template", "gemma"]  # the file has none
     return api.InContextCacheSpec.model_validate(raw)

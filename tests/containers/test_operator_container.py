@@ -131,6 +131,7 @@ def test_operator_container_is_healthy_and_reconciles_the_sample(
 
         operator.wait_ready(healthy, timeout=90)
         cluster.bind_static_volume(watched, "data-demo-redis-0")
+        cluster.bind_static_volume(watched, "models", create_claim=True)
         cluster.kubectl("apply", "-n", watched, "-f", str(SAMPLE))
         waited = cluster.kubectl(
             "wait",

@@ -12,6 +12,9 @@ import yaml
 from iccache_dev.local.cluster import LocalCluster
 from iccache_operator.crd import CRD_FILE
 
+URL = "http://models.internal/files/small.gguf"
+SHA = "0" * 64
+CLAIM = {"claimName": "models", "path": "small.gguf"}
 SAMPLE = yaml.safe_load((CRD_FILE.parent / "samples" / "cpu-llamacpp.yaml").read_text())
 
 
@@ -28,6 +31,16 @@ def test_sample_is_accepted_and_defaulted(crd_installed: LocalCluster, namespace
     assert got["retrieval"]["maxExamples"] == 3
     assert got["models"]["small"]["replicas"] == 1
     assert got["cache"]["managed"]["image"] == "redis:8.2"
+
+
+def test_model_sources_are_accepted(crd_installed: LocalCluster, namespace: str) -> None:
+    doc = copy.deepcopy(SAMPLE)
+    doc["spec"]["models"]["small"]["source"] = {"url": URL, "sha256": SHA}
+    doc["spec"]["models"]["large"]["source"] = {"pvc": {"claimName": "models", "path": "a/b.gguf"}}
+    crd_installed.kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(doc))
+    got = crd_installed.get_json("icc", "demo", "-n", namespace)["spec"]["models"]
+    assert got["small"]["source"]["cacheSize"] == "20Gi"  # defaulted by the API server
+    assert got["large"]["source"]["pvc"]["path"] == "a/b.gguf"
 
 
 def _set(path: str, value: Any) -> Callable[[dict[str, Any]], None]:
@@ -91,6 +104,50 @@ INVALID = [
     ("api keys without a Secret", _set("tenancy.mode", "api-keys"), "mode api-keys needs"),
     ("gateway without its secret", _set("tenancy.mode", "gateway"), "mode gateway needs"),
     ("unknown tenancy mode", _set("tenancy.mode", "header"), "spec.tenancy.mode"),
+    (
+        "two model sources",
+        _set("models.small.source", {"url": URL, "sha256": SHA, "pvc": CLAIM}),
+        "exactly one of url, pvc or hub",
+    ),
+    ("url without sha256", _set("models.small.source", {"url": URL}), "url and sha256 go together"),
+    (
+        "sha256 not hex",
+        _set("models.small.source", {"url": URL, "sha256": "x" * 64}),
+        "spec.models.small.source.sha256",
+    ),
+    (
+        "url that names no file",
+        _set("models.small.source", {"url": "http://models.internal/", "sha256": SHA}),
+        "spec.models.small.source.url",
+    ),
+    (
+        "hub source for llama.cpp",
+        _set("models.small.source", {"hub": {"id": "org/model"}}),
+        "a hub source is only for vllm",
+    ),
+    (
+        "claim path climbing out",
+        _set("models.small.source", {"pvc": {"claimName": "models", "path": "../etc/passwd"}}),
+        "may not contain '..'",
+    ),
+    (
+        "absolute claim path",
+        _set("models.small.source", {"pvc": {"claimName": "models", "path": "/m.gguf"}}),
+        "relative to the claim's root",
+    ),
+    (
+        "source on an external model",
+        lambda s: s["models"].__setitem__(
+            "large",
+            {
+                "engine": "external",
+                "model": "m",
+                "endpoint": "http://host/v1",
+                "source": {"pvc": CLAIM},
+            },
+        ),
+        "external models have no source",
+    ),
 ]
 
 

@@ -52,6 +52,7 @@ def test_sample_reconciles_to_ready_and_follows_changes(
 ) -> None:
     k = crd_installed
     k.bind_static_volume(namespace, "data-demo-redis-0")
+    k.bind_static_volume(namespace, "models", create_claim=True)
     k.kubectl("apply", "-n", namespace, "-f", str(SAMPLES / "cpu-llamacpp.yaml"))
     k.kubectl("wait", "-n", namespace, "--for=condition=Ready", "icc/demo", "--timeout=180s")
 
@@ -141,6 +142,7 @@ def test_gpu_sample_models_land_on_their_pools(
 ) -> None:
     k = crd_installed
     k.bind_static_volume(namespace, "data-gpu-redis-0")
+    k.kubectl("create", "secret", "generic", "hub-token", "-n", namespace, "--from-literal=token=t")
     k.kubectl("apply", "-n", namespace, "-f", str(SAMPLES / "gpu-vllm.yaml"))
     k.kubectl("wait", "-n", namespace, "--for=condition=Ready", "icc/gpu", "--timeout=180s")
     for role, pool in (("small", "gpu-a"), ("large", "gpu-b")):
@@ -182,6 +184,11 @@ def test_missing_secret_reports_ready_false_with_reason(
     )
     assert ready["status"] == "False"
     assert "no-such-secret" in ready["message"]
+    # The sample's small model reads a claim this namespace does not have.
+    assert (
+        "spec.models.small.source.pvc: PersistentVolumeClaim 'models' not found"
+        in (ready["message"])
+    )
 
 
 def test_delete_during_a_reconcile_is_not_held_back(
@@ -204,6 +211,7 @@ def test_delete_during_a_reconcile_is_not_held_back(
     )
     with proc:
         k.bind_static_volume(namespace, "data-demo-redis-0")
+        k.bind_static_volume(namespace, "models", create_claim=True)
         k.kubectl("apply", "-n", namespace, "-f", str(SAMPLES / "cpu-llamacpp.yaml"))
         k.kubectl("wait", "-n", namespace, "--for=condition=Ready", "icc/demo", "--timeout=180s")
         marker.touch()  # the next resync holds its first apply for HOLD_SECONDS

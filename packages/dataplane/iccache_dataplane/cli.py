@@ -1,8 +1,9 @@
-"""The ``iccache`` command line of the data plane: ``serve`` and ``replay``.
+"""The ``iccache`` command line of the data plane: ``serve``, ``replay``, ``cache``,
+``keys`` and ``fetch-model``.
 
 The developer tools (``check``, ``demo``, ``bench``) add their verbs through the
 entry-point group ``iccache.commands`` when ``iccache-dev`` is installed; the image has
-only the two verbs below.
+only the verbs below.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     _add_replay(commands)
     _add_cache(commands)
     _add_keys(commands)
+    _add_fetch_model(commands)
     for plugin in entry_points(group=COMMANDS_GROUP):
         plugin.load()(commands)
     args = parser.parse_args(argv)
@@ -102,6 +104,25 @@ def _add_keys(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     new.add_argument("--tenant", required=True)
     new.add_argument("--name", default="", help="who holds it (shown in logs)")
     new.set_defaults(run=_new_key)
+
+
+def _add_fetch_model(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    fetch = commands.add_parser(
+        "fetch-model",
+        help="download a model file and check its sha256 (a model pod's init container)",
+        description="Keeps a file already at --dest whose sha256 matches. Exit status 0 when "
+        "the file is in place, 1 when it could not be fetched or did not match.",
+    )
+    fetch.add_argument("--url", required=True, help="http(s) address of the file")
+    fetch.add_argument("--sha256", required=True, help="expected digest, 64 hex digits")
+    fetch.add_argument("--dest", required=True, type=Path, help="where the file goes")
+    fetch.set_defaults(run=_fetch_model)
+
+
+def _fetch_model(args: argparse.Namespace, argv: list[str]) -> int:
+    from iccache_dataplane.fetch import run
+
+    return run(args.url, args.sha256, args.dest)
 
 
 def _forget(args: argparse.Namespace, argv: list[str]) -> int:

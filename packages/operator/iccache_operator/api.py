@@ -55,6 +55,64 @@ class Resources(_Obj):
     limits: dict[str, Quantity] = Field(default_factory=dict)
 
 
+class ClaimModelSource(_Obj):
+    model_config = ConfigDict(
+        json_schema_extra=_rules(
+            (
+                "!self.path.startsWith('/') && !self.path.split('/').exists(p, p == '..')",
+                "path is relative to the claim's root and may not contain '..'",
+            ),
+        )
+    )
+
+    claim_name: str = Field(pattern=DNS_NAME, max_length=253, description="PVC in this namespace")
+    path: str = Field(
+        min_length=1,
+        max_length=1024,
+        description="The model inside the claim: a file (llama.cpp, a GGUF) or a folder (vLLM)",
+    )
+
+
+class HubModelSource(_Obj):
+    id: str = Field(
+        min_length=1, max_length=512, description="Model id on the model hub vLLM downloads from"
+    )
+    revision: str | None = Field(default=None, max_length=256, description="Branch, tag or commit")
+    token_secret_ref: SecretKeyRef | None = Field(
+        default=None, description="Access token for gated or private models (HF_TOKEN)"
+    )
+
+
+class ModelSource(_Obj):
+    model_config = ConfigDict(
+        json_schema_extra=_rules(
+            (
+                "[has(self.url), has(self.pvc), has(self.hub)].filter(x, x).size() == 1",
+                "a model source is exactly one of url, pvc or hub",
+            ),
+            ("has(self.url) == has(self.sha256)", "url and sha256 go together"),
+        )
+    )
+
+    url: str | None = Field(
+        default=None,
+        pattern=r"^https?://[^/]+/.*[^/]$",
+        max_length=2048,
+        description="A file to download (http or https) into the pod's model cache by an init "
+        "container; kept across container restarts and checked against sha256",
+    )
+    sha256: str | None = Field(
+        default=None, pattern=r"^[0-9a-f]{64}$", description="The url's file digest (hex)"
+    )
+    pvc: ClaimModelSource | None = Field(default=None, description="A claim that holds the model")
+    hub: HubModelSource | None = Field(
+        default=None, description="vLLM only: a model id vLLM downloads itself"
+    )
+    cache_size: Quantity = Field(
+        default="20Gi", description="Size limit of the model cache volume (url and hub sources)"
+    )
+
+
 class ModelSpec(_Obj):
     model_config = ConfigDict(
         json_schema_extra=_rules(
@@ -66,13 +124,30 @@ class ModelSpec(_Obj):
                 "self.engine == 'external' || !has(self.apiKeySecretRef)",
                 "apiKeySecretRef is only for external models",
             ),
+            ("self.engine != 'external' || !has(self.source)", "external models have no source"),
+            (
+                "!has(self.source) || !has(self.source.hub) || self.engine == 'vllm'",
+                "a hub source is only for vllm (llama.cpp serves a file: use url or pvc)",
+            ),
         )
     )
 
     engine: Literal["vllm", "llamacpp", "external"] = Field(
         description="vllm (GPU), llamacpp (CPU), or external (an OpenAI-compatible endpoint)"
     )
-    model: str = Field(min_length=1, max_length=512, description="Model id, file or served name")
+    model: str = Field(
+        min_length=1,
+        max_length=512,
+        description="The name clients and the router use for the model. Without a source it is "
+        "also what the engine loads: a file in the image (llama.cpp) or a model id (vLLM)",
+    )
+    source: ModelSource | None = Field(
+        default=None, description="Where the engine gets the weights from (not the image)"
+    )
+    shm_size: Quantity = Field(
+        default="2Gi",
+        description="vLLM only: size of the memory-backed /dev/shm (tensor parallelism needs it)",
+    )
     image: str | None = Field(default=None, description="Container image; defaulted per engine")
     replicas: int = Field(default=1, ge=0, le=64)
     resources: Resources = Field(default_factory=Resources)

@@ -21,7 +21,7 @@ from iccache_operator import api
 from iccache_operator.children import replay
 from iccache_operator.children.common import Owner, SpecError
 from iccache_operator.kube import Kube, KubeError
-from iccache_operator.plan import plan, referenced_secrets
+from iccache_operator.plan import plan, referenced_claims, referenced_secrets
 from iccache_operator.status import (
     Observed,
     Replicas,
@@ -86,6 +86,9 @@ async def reconcile(
     for field, name, key in referenced_secrets(parsed):
         if await kube.secret_value(owner.namespace, name, key) is None:
             problems.append(f"{field}: Secret {name!r} with key {key!r} not found")
+    for field, claim in referenced_claims(parsed):
+        if await kube.get("v1", "PersistentVolumeClaim", claim, owner.namespace) is None:
+            problems.append(f"{field}: PersistentVolumeClaim {claim!r} not found")
     try:
         for manifest in wanted.create_only:
             if await kube.create_if_missing(manifest):

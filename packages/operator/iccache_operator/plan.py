@@ -27,7 +27,7 @@ def plan(owner: Owner, spec: api.InContextCacheSpec, sidecar_image: str) -> Plan
         model: api.ModelSpec = getattr(spec.models, role)
         if model.engine != "external":
             children += [
-                models.model_deployment(owner, role, model),
+                models.model_deployment(owner, role, model, image),
                 models.model_service(owner, role),
             ]
     create_only = []
@@ -51,9 +51,14 @@ def referenced_secrets(spec: api.InContextCacheSpec) -> list[tuple[str, str, str
     """(field, secret name, key) for every Secret the spec points at."""
     refs = []
     for role in ("small", "large"):
-        ref = getattr(spec.models, role).api_key_secret_ref
-        if ref:
+        model: api.ModelSpec = getattr(spec.models, role)
+        if model.api_key_secret_ref:
+            ref = model.api_key_secret_ref
             refs.append((f"spec.models.{role}.apiKeySecretRef", ref.name, ref.key))
+        hub = model.source.hub if model.source else None
+        if hub and hub.token_secret_ref:
+            ref = hub.token_secret_ref
+            refs.append((f"spec.models.{role}.source.hub.tokenSecretRef", ref.name, ref.key))
     if spec.cache.external and spec.cache.external.password_secret_ref:
         ref = spec.cache.external.password_secret_ref
         refs.append(("spec.cache.external.passwordSecretRef", ref.name, ref.key))
@@ -66,3 +71,13 @@ def referenced_secrets(spec: api.InContextCacheSpec) -> list[tuple[str, str, str
         if tenancy_ref:
             refs.append((f"spec.tenancy.{name}", tenancy_ref.name, tenancy_ref.key))
     return refs
+
+
+def referenced_claims(spec: api.InContextCacheSpec) -> list[tuple[str, str]]:
+    """(field, claim name) for every PersistentVolumeClaim a model source reads."""
+    claims = []
+    for role in ("small", "large"):
+        source = getattr(spec.models, role).source
+        if source is not None and source.pvc is not None:
+            claims.append((f"spec.models.{role}.source.pvc", source.pvc.claim_name))
+    return claims

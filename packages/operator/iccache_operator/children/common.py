@@ -80,3 +80,4 @@ HARDENED_CONTAINER = {
     "seccompProfile": {"type": "RuntimeDefault"},
 }
 RESTRICTED_CONTAINER = {**HARDENED_CONTAINER, "runAsNonRoot": True}
+SIDECAR_USER = 10001  # the data-plane image's user and group

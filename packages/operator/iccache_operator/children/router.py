@@ -12,7 +12,13 @@ import yaml
 from iccache_contract import names
 from iccache_contract.settings import RouterSettings
 from iccache_operator import api
-from iccache_operator.children.common import REDIS_PORT, RESTRICTED_CONTAINER, Owner, resources
+from iccache_operator.children.common import (
+    REDIS_PORT,
+    RESTRICTED_CONTAINER,
+    SIDECAR_USER,
+    Owner,
+    resources,
+)
 from iccache_operator.children.models import max_in_flight, model_base_url, served_name
 from iccache_operator.children.redis import PASSWORD_KEY
 
@@ -169,8 +175,8 @@ def sidecar_pod(
             "serviceAccountName": owner.child("iccache"),
             "securityContext": {
                 "runAsNonRoot": True,
-                "runAsUser": 10001,
-                "runAsGroup": 10001,
+                "runAsUser": SIDECAR_USER,
+                "runAsGroup": SIDECAR_USER,
                 "seccompProfile": {"type": "RuntimeDefault"},
             },
             "containers": [
