@@ -92,7 +92,8 @@ def security_args(user: str | None, *, read_only: bool, hardened: bool = True) -
     image's) and ``read_only`` (no writable place of podman's own either: pods mount
     emptyDirs where they write) as the pod spec says; ``hardened``: every capability
     dropped and no privilege escalation, as on every pod of the operator and the chart."""
-    flags = ["--runtime", RUNTIME, *ULIMITS]
+    # --passwd=false: no /etc/passwd entry for the user, as in a pod (podman adds one).
+    flags = ["--runtime", RUNTIME, *ULIMITS, "--passwd=false"]
     if user:
         flags += ["--user", user]
     if read_only:
