@@ -7,10 +7,10 @@ BIN  := $(VENV)/bin
 setup:
 	scripts/setup
 
-## Lint, type-check, check the package layers, build the images (seconds when warm), then
-## every test tier.
+## Lint, type-check, check the package layers, build and export the images (seconds when
+## warm; the real node imports the archives), then every test tier.
 test: lint typecheck layers
-	$(BIN)/python -m iccache_dev.local.images build --if-tools --no-export
+	$(BIN)/python -m iccache_dev.local.images build --if-tools
 	$(BIN)/pytest tests/unit tests/integration tests/containers e2e
 
 ## The main job: the whole stack locally, real questions, one table (about 2.5 minutes; the first run also seeds the cache, about 2 more).

@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from iccache_dev.local.cluster import LocalCluster
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -13,6 +15,8 @@ sys.path.insert(0, str(ROOT / "scripts"))
 import gen_chart  # noqa: E402  (the chart's generator: paths and the oldest Kubernetes)
 
 CHART = gen_chart.CHART
+# A titled table a test leaves for the end of pytest's report (e2e/conftest.py prints it).
+SUMMARY = pytest.StashKey[tuple[str, list[str]]]()
 KUBE_VERSION = gen_chart.KUBE_VERSION
 
 

@@ -27,6 +27,7 @@ from typing import Any
 import httpx
 import yaml
 
+from iccache_dev.local import node as real
 from iccache_dev.local.assets import AssetNotFound, cache_dir
 from iccache_dev.local.pki import KeyPair, LocalCA, service_account_keys
 from iccache_dev.local.process import ManagedProcess, ServiceError, free_port, wait_until
@@ -35,7 +36,7 @@ K8S_VERSION = "v1.36.3"
 POOL_LABEL = "iccache.dev/pool"
 GPU = "nvidia.com/gpu"
 KWOK_ANNOTATION = "kwok.x-k8s.io/node"
-SERVICE_CIDR = "10.96.0.0/16"
+SERVICE_CIDR = real.SERVICE_CIDR
 TOOLS = (
     "etcd",
     "kube-apiserver",
@@ -103,13 +104,46 @@ class FakeNode:
         }
 
 
-DEFAULT_NODES = (
-    FakeNode("cpu-0", "cpu"),
-    FakeNode("cpu-1", "cpu"),
+GPU_NODES = (
     FakeNode("gpu-a-0", "gpu-a", gpus=4),
     FakeNode("gpu-a-1", "gpu-a", gpus=4),
     FakeNode("gpu-b-0", "gpu-b", gpus=8),
 )
+DEFAULT_NODES = (FakeNode("cpu-0", "cpu"), FakeNode("cpu-1", "cpu"), *GPU_NODES)
+REAL_NODE = "node-0"
+# What CoreDNS reads to answer for Services (the upstream system:coredns role).
+COREDNS_RBAC = [
+    {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRole",
+        "metadata": {"name": "system:coredns"},
+        "rules": [
+            {
+                "apiGroups": [""],
+                "resources": ["endpoints", "services", "pods", "namespaces"],
+                "verbs": ["list", "watch"],
+            },
+            {
+                "apiGroups": ["discovery.k8s.io"],
+                "resources": ["endpointslices"],
+                "verbs": ["list", "watch"],
+            },
+        ],
+    },
+    {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRoleBinding",
+        "metadata": {"name": "system:coredns"},
+        "roleRef": {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "ClusterRole",
+            "name": "system:coredns",
+        },
+        "subjects": [
+            {"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "system:coredns"}
+        ],
+    },
+]
 
 
 def kubeconfig(server: str, ca: Path, user: str, pair: KeyPair) -> dict[str, Any]:
@@ -132,6 +166,7 @@ class LocalCluster:
     server: str
     binaries: Binaries
     processes: list[ManagedProcess] = field(default_factory=list)
+    node: real.RealNode | None = None
     start_seconds: float = 0.0
 
     def kubectl(
@@ -151,23 +186,56 @@ class LocalCluster:
     def get_json(self, *args: str) -> Any:
         return json.loads(self.kubectl("get", *args, "-o", "json").stdout)
 
-    def bind_static_volume(self, namespace: str, claim: str) -> None:
+    def bind_static_volume(
+        self,
+        namespace: str,
+        claim: str,
+        *,
+        host_path: Path | None = None,
+        create_claim: bool = False,
+    ) -> None:
         """A hostPath PersistentVolume reserved for ``claim``: for clusters without a
-        storage provisioner (the local one)."""
-        pv = {
+        storage provisioner (the local one). ``create_claim`` also makes the claim (for
+        claims a user creates, such as one holding model files; a StatefulSet makes its
+        own)."""
+        pv_name = f"pv-{namespace}-{claim}"
+        pv: dict[str, Any] = {
             "apiVersion": "v1",
             "kind": "PersistentVolume",
-            "metadata": {"name": f"pv-{namespace}"},
+            "metadata": {"name": pv_name},
             "spec": {
                 "capacity": {"storage": "10Gi"},
                 "accessModes": ["ReadWriteOnce"],
-                "hostPath": {"path": f"/tmp/{namespace}"},
+                "hostPath": {"path": str(host_path or f"/tmp/{namespace}-{claim}")},
                 "claimRef": {"namespace": namespace, "name": claim},
             },
         }
-        self.kubectl("apply", "-f", "-", input=json.dumps(pv))
+        items: list[dict[str, Any]] = [pv]
+        if create_claim:
+            pvc = {
+                "apiVersion": "v1",
+                "kind": "PersistentVolumeClaim",
+                "metadata": {"name": claim, "namespace": namespace},
+                "spec": {
+                    "accessModes": ["ReadWriteOnce"],
+                    "storageClassName": "",
+                    "volumeName": pv_name,
+                    "resources": {"requests": {"storage": "10Gi"}},
+                },
+            }
+            items.append(pvc)
+        self.kubectl(
+            "apply",
+            "-f",
+            "-",
+            input=json.dumps({"apiVersion": "v1", "kind": "List", "items": items}),
+        )
 
     def stop(self) -> None:
+        if self.node is not None:
+            self.node.stop()
+            self.node = None
+            real.remove_node_address()
         for proc in reversed(self.processes):
             proc.stop()
         self.processes.clear()
@@ -178,17 +246,27 @@ def start_cluster(
     *,
     nodes: Sequence[FakeNode] = DEFAULT_NODES,
     binaries: Binaries | None = None,
+    real_node: bool = False,
+    images: Sequence[Path] = (),
     timeout: float = 120.0,
 ) -> LocalCluster:
-    """Start everything, wait until the API answers and every node is Ready."""
+    """Start everything, wait until the API answers and every node is Ready.
+
+    ``real_node``: also a node that runs pods for real (see ``node``), in the CPU pool,
+    with ``images`` (OCI archives) imported into its containerd. The API server then
+    listens on the node's address (on the loopback interface) so pods can reach it."""
     started = time.monotonic()
     bins = binaries or Binaries.find()
+    node_bins = real.NodeBinaries.find(bins.folder / "node") if real_node else None
     workdir.mkdir(parents=True, exist_ok=True)
     logs = workdir / "logs"
     pki = workdir / "pki"
     ca = LocalCA(pki)
     api_port = free_port()
-    server = f"https://127.0.0.1:{api_port}"
+    host = real.NODE_IP if real_node else "127.0.0.1"
+    if real_node:
+        real.add_node_address()
+    server = f"https://{host}:{api_port}"
     serving = ca.issue(
         "apiserver",
         "kube-apiserver",
@@ -199,17 +277,21 @@ def start_cluster(
             "kubernetes.default.svc",
             "kubernetes.default.svc.cluster.local",
         ),
-        server_ips=("127.0.0.1", "10.96.0.1"),
+        server_ips=("127.0.0.1", real.NODE_IP, "10.96.0.1"),
     )
     admin = ca.issue("admin", "admin", org="system:masters")
+    kubelet_client = ca.issue("apiserver-kubelet-client", "kube-apiserver", org="system:masters")
     sa = service_account_keys(pki)
     configs = {}
-    for user, cn in (
-        ("admin", None),
-        ("controller-manager", "system:kube-controller-manager"),
-        ("scheduler", "system:kube-scheduler"),
+    for user, cn, org in (
+        ("admin", None, None),
+        ("controller-manager", "system:kube-controller-manager", None),
+        ("scheduler", "system:kube-scheduler", None),
+        ("kubelet", f"system:node:{REAL_NODE}", "system:nodes"),
+        ("kube-proxy", "system:kube-proxy", None),
+        ("coredns", "system:coredns", None),
     ):
-        pair = admin if cn is None else ca.issue(user, cn)
+        pair = admin if cn is None else ca.issue(user, cn, org=org)
         path = workdir / f"{user}.kubeconfig"
         path.write_text(yaml.safe_dump(kubeconfig(server, ca.cert_path, user, pair)))
         configs[user] = path
@@ -253,11 +335,17 @@ def start_cluster(
                 "--etcd-servers",
                 etcd_url,
                 "--bind-address",
-                "127.0.0.1",
+                host,
                 "--advertise-address",
-                "127.0.0.1",
+                host,
                 "--secure-port",
                 str(api_port),
+                "--kubelet-client-certificate",
+                str(kubelet_client.cert),
+                "--kubelet-client-key",
+                str(kubelet_client.key),
+                "--kubelet-preferred-address-types",
+                "InternalIP",
                 "--cert-dir",
                 str(pki),
                 "--tls-cert-file",
@@ -365,8 +453,22 @@ def start_cluster(
 
         manifests = {"apiVersion": "v1", "kind": "List", "items": [n.manifest() for n in nodes]}
         cluster.kubectl("apply", "-f", "-", input=json.dumps(manifests))
+        if node_bins is not None:
+            rbac = {"apiVersion": "v1", "kind": "List", "items": COREDNS_RBAC}
+            cluster.kubectl("apply", "-f", "-", input=json.dumps(rbac))
+            cluster.node = real.start_node(
+                name=REAL_NODE,
+                workdir=workdir / "node",
+                binaries=node_bins,
+                kubeconfigs=configs,
+                ca=ca.cert_path,
+                labels={POOL_LABEL: "cpu", "type": "real"},
+                images=images,
+                timeout=timeout,
+            )
+        expected = len(nodes) + (1 if node_bins is not None else 0)
         wait_until(
-            lambda: _all_nodes_ready(cluster, len(nodes)),
+            lambda: _all_nodes_ready(cluster, expected),
             timeout=timeout,
             what="nodes Ready",
             alive=kwok.exit_message,
