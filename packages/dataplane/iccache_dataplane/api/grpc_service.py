@@ -55,6 +55,12 @@ class RouterServicer(pb_grpc.RouterServicer):
 
     def _request(self, msg: Any, context: grpc.aio.ServicerContext) -> RouterRequest:
         settings = self.service.settings
+        if msg.force_model not in (pb.MODEL_CHOICE_UNSPECIFIED, *_FORCE):
+            raise InvalidRequest(
+                f"force_model {msg.force_model} is not a ModelChoice: use 0 (the router"
+                " decides), 1 (small) or 2 (large)",
+                param="force_model",
+            )
         if bool(msg.messages) == bool(msg.prompt):
             raise InvalidRequest("set exactly one of messages and prompt", param="messages")
         messages = (
@@ -119,6 +125,8 @@ class RouterServicer(pb_grpc.RouterServicer):
                 )
 
     async def Feedback(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        if not request.request_id:
+            raise InvalidRequest("request_id is required", param="request_id")
         if not 0.0 <= request.score <= 1.0:
             raise InvalidRequest("score must be between 0 and 1", param="score")
         headers = metadata(context)
