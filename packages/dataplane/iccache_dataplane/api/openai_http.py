@@ -10,9 +10,10 @@ from typing import Any, Literal
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import Response, StreamingResponse
+from fastapi.responses import PlainTextResponse, Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
+from starlette.exceptions import HTTPException
 
 from iccache_contract import names
 from iccache_dataplane.api.auth import Authenticator
@@ -125,6 +126,19 @@ def create_http_app(
         status = exc.http_status or HTTP_STATUS[exc.kind]
         return error_response(status, exc.message, code, exc.param, exc.retry_after)
 
+    @app.exception_handler(HTTPException)
+    async def _http(_: Request, exc: HTTPException) -> Response:
+        """FastAPI's own rejections (a body that is not JSON, an unknown path or method)
+        in OpenAI's error shape, like every other error."""
+        service.metrics.errors.labels(ErrorKind.INVALID_ARGUMENT.value).inc()
+        message = str(exc.detail)
+        if exc.status_code == 400 and "parsing the body" in message:
+            message = "the request body is not valid JSON"
+        kind = "not_found_error" if exc.status_code == 404 else "invalid_request_error"
+        response = error_response(exc.status_code, message, kind)
+        response.headers.update(exc.headers or {})
+        return response
+
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> Response:
         service.metrics.errors.labels(ErrorKind.INVALID_ARGUMENT.value).inc()
@@ -231,7 +245,7 @@ def create_http_app(
         ok = status.get("started", True) and (load.small.healthy or load.large.healthy)
         return json_response(Readiness(ready=ok, checks=checks), 200 if ok else 503)
 
-    @app.get(names.METRICS_PATH)
+    @app.get(names.METRICS_PATH, response_class=PlainTextResponse)  # documented as text/plain
     async def metrics() -> Response:
         return Response(generate_latest(service.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
