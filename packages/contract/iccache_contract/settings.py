@@ -252,6 +252,19 @@ class ServerSettings(_Section):
     idle_timeout_seconds: int = Field(
         default=5, ge=1, le=3600, description="An idle keep-alive HTTP connection is closed"
     )
+    drain_seconds: float = Field(
+        default=5,
+        ge=0,
+        le=300,
+        description="After SIGTERM: readiness fails while requests are still served, so "
+        "that Services and load balancers stop sending new ones before the listener closes",
+    )
+    shutdown_grace_seconds: float = Field(
+        default=20,
+        ge=0,
+        le=3600,
+        description="After the drain: how long requests in flight get to finish",
+    )
     public_model: str = Field(default="iccache", description="Model name clients ask for")
 
 

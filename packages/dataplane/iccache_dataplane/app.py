@@ -11,12 +11,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import os
 import signal
 import socket
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 
+import grpc
 import redis.asyncio as aioredis
 import uvicorn
 from fastapi import FastAPI
@@ -60,6 +62,8 @@ class Runtime:
     http_app: FastAPI
     http_port: int
     grpc_port: int
+    status: dict[str, bool]
+    grpc_server: grpc.aio.Server
 
     @property
     def base_url(self) -> str:
@@ -185,6 +189,7 @@ async def serving(parts: Parts) -> AsyncIterator[Runtime]:
             log_level="warning",
             access_log=False,
             timeout_keep_alive=server.idle_timeout_seconds,
+            timeout_graceful_shutdown=math.ceil(server.shutdown_grace_seconds),
         )
     )
     await grpc_server.start()
@@ -199,14 +204,28 @@ async def serving(parts: Parts) -> AsyncIterator[Runtime]:
         await mark_serving(grpc_server, True)
         parts.status["started"] = True
         log.info("serving HTTP on %s:%d and gRPC on port %d", server.host, http_port, grpc_port)
-        yield Runtime(parts.settings, parts.service, http_app, http_port, grpc_port)
+        yield Runtime(
+            parts.settings,
+            parts.service,
+            http_app,
+            http_port,
+            grpc_port,
+            parts.status,
+            grpc_server,
+        )
     finally:
         parts.status["started"] = False
         await mark_serving(grpc_server, False)
         uv.should_exit = True
-        await grpc_server.stop(grace=2)
-        with contextlib.suppress(Exception):
-            await http_task
+        await asyncio.gather(
+            grpc_server.stop(grace=server.shutdown_grace_seconds),
+            _finish(http_task),
+        )
+
+
+async def _finish(http_task: asyncio.Task[None]) -> None:
+    with contextlib.suppress(Exception):
+        await http_task
 
 
 @contextlib.asynccontextmanager
@@ -239,6 +258,17 @@ async def serve(settings: RouterSettings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    async with running(settings):
+    async with running(settings) as runtime:
         await stop.wait()
-        log.info("stopping")
+        await drain(runtime, settings.server.drain_seconds)
+
+
+async def drain(runtime: Runtime, seconds: float) -> None:
+    """Readiness fails first (the Service stops sending new requests) while requests
+    are still served; then ``running`` closes the listeners and lets those in flight
+    finish within the grace period."""
+    runtime.status["started"] = False
+    await mark_serving(runtime.grpc_server, False)
+    log.info("stopping: not ready; serving for %.0f s more before closing the listeners", seconds)
+    await asyncio.sleep(seconds)
+    log.info("stopping: closing the listeners; requests in flight may finish")

@@ -358,6 +358,15 @@ class RouterSpec(_Obj):
     idle_timeout_seconds: int = Field(
         default=5, ge=1, le=3600, description="Idle keep-alive HTTP connections are closed"
     )
+    drain_seconds: float = Field(
+        default=5,
+        ge=0,
+        le=300,
+        description="On shutdown, readiness fails this long before the router stops accepting",
+    )
+    shutdown_grace_seconds: float = Field(
+        default=20, ge=0, le=3600, description="Then requests in flight get this long to finish"
+    )
 
 
 # The router's server settings that RouterSpec sets, by the same names.
@@ -367,6 +376,8 @@ SERVER_FIELDS = (
     "max_messages",
     "max_prompt_bytes",
     "idle_timeout_seconds",
+    "drain_seconds",
+    "shutdown_grace_seconds",
 )
 
 

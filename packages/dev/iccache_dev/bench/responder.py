@@ -1,12 +1,15 @@
-"""An OpenAI-compatible server that answers instantly (``python -m ... --port P``).
+"""An OpenAI-compatible server that answers instantly (``python -m ... --port P``), or
+after ``--delay`` seconds.
 
-Stands in for both models when measuring the router's own overhead; a bare aiohttp
-server so that the stand-in itself takes as little of the machine as possible.
+Stands in for both models when measuring the router's own overhead, and where a test
+needs a backend whose timing it controls (shutdown, load); a bare aiohttp server so that
+the stand-in itself takes as little of the machine as possible.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import time
 from typing import Any
@@ -14,10 +17,13 @@ from typing import Any
 from aiohttp import web
 
 ANSWER = "Canberra."
+DELAY = web.AppKey("delay", float)
 
 
 async def chat(request: web.Request) -> web.StreamResponse:
     body = await request.json()
+    if delay := request.app[DELAY]:
+        await asyncio.sleep(delay)
     prompt_tokens = sum(len(str(m.get("content", ""))) // 4 + 4 for m in body["messages"])
     usage = {
         "prompt_tokens": prompt_tokens,
@@ -58,8 +64,9 @@ async def models(_: web.Request) -> web.Response:
     return web.json_response({"object": "list", "data": [{"id": "responder", "object": "model"}]})
 
 
-def create_app() -> web.Application:
+def create_app(delay: float = 0.0) -> web.Application:
     app = web.Application()
+    app[DELAY] = delay
     app.router.add_post("/v1/chat/completions", chat)
     app.router.add_get("/v1/models", models)
     return app
@@ -68,8 +75,11 @@ def create_app() -> web.Application:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--delay", type=float, default=0.0, help="seconds before answering")
     args = parser.parse_args()
-    web.run_app(create_app(), host="127.0.0.1", port=args.port, print=None, access_log=None)
+    web.run_app(
+        create_app(args.delay), host="127.0.0.1", port=args.port, print=None, access_log=None
+    )
 
 
 if __name__ == "__main__":

@@ -214,6 +214,9 @@ def router_deployment(
     owner: Owner, spec: api.InContextCacheSpec, image: str, config_hash_value: str
 ) -> dict[str, Any]:
     pod = sidecar_pod(owner, spec, image, ["serve"], COMPONENT, config_hash_value)
+    # The kubelet's SIGKILL comes after the drain and the grace, not in the middle.
+    shutdown = spec.router.drain_seconds + spec.router.shutdown_grace_seconds
+    pod["spec"]["terminationGracePeriodSeconds"] = int(shutdown) + 10
     container = pod["spec"]["containers"][0]
     container["ports"] = [
         {"name": "http", "containerPort": spec.router.http_port},
