@@ -4,23 +4,19 @@ is never answered with a 5xx, every rejection says what is wrong in OpenAI's err
 shape, and every answer matches the schema.
 
 The router runs as ``iccache serve`` in its own process, with real Redis and the real
-embedder; both models are the instant stand-in (``iccache_dev.bench.responder``), so
-that the fuzzer spends its time on the router's input handling rather than on decoding.
+embedder; both models are the instant stand-in (``standin_router``), so that the fuzzer
+spends its time on the router's input handling rather than on decoding.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import schemathesis
-import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
@@ -28,9 +24,9 @@ from schemathesis.specs.openapi.checks import (
     content_type_conformance,
     response_schema_conformance,
 )
+from standin_router import StandInRouter, standin_router
 
 from iccache_contract import names
-from iccache_dev.local.process import ManagedProcess, free_port
 from iccache_dev.local.redis import LocalRedis
 
 # Per route and generation mode (a few seconds each against the stand-in);
@@ -39,48 +35,18 @@ EXAMPLES = int(os.environ.get("ICCACHE_FUZZ_EXAMPLES", "60"))
 
 
 @pytest.fixture(scope="module")
-def router_url(redis_server: LocalRedis, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    work = tmp_path_factory.mktemp("fuzz")
-    backend_port, http_port, grpc_port = free_port(), free_port(), free_port()
-    backend = f"http://127.0.0.1:{backend_port}/v1"
-    config = {
-        "small": {"base_url": backend, "model": "small", "cost_per_token": 0.2},
-        "large": {"base_url": backend, "model": "large", "cost_per_token": 1.0},
-        "redis": {"url": redis_server.url, "index_name": "fuzz", "key_prefix": "fuzz"},
-        "server": {"host": "127.0.0.1", "http_port": http_port, "grpc_port": grpc_port},
-    }
-    (work / "router.yaml").write_text(yaml.safe_dump(config))
-    responder = ManagedProcess(
-        "responder",
-        [sys.executable, "-m", "iccache_dev.bench.responder", "--port", str(backend_port)],
-        work / "responder.log",
-    )
-    with responder:
-        router = ManagedProcess(
-            "router",
-            [
-                sys.executable,
-                "-m",
-                "iccache_dataplane",
-                "serve",
-                "--config",
-                str(work / "router.yaml"),
-            ],
-            work / "router.log",
-        )
-        with router:
-            url = f"http://127.0.0.1:{http_port}"
+def router(
+    redis_server: LocalRedis, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[StandInRouter]:
+    with standin_router(tmp_path_factory.mktemp("fuzz"), redis_server.url, prefix="fuzz") as router:
+        yield router
+        # A fuzzed request may not take the router down: it still answers.
+        assert router.process.exit_message() is None, router.process.exit_message()
 
-            def ready() -> bool:
-                try:
-                    return httpx.get(url + names.READY_PATH, timeout=2).status_code == 200
-                except httpx.HTTPError:
-                    return False
 
-            router.wait_ready(ready, timeout=120)
-            yield url
-            # A fuzzed request may not take the router down: it still answers.
-            assert router.exit_message() is None, router.exit_message()
+@pytest.fixture(scope="module")
+def router_url(router: StandInRouter) -> str:
+    return router.url
 
 
 @pytest.fixture(scope="module")
@@ -153,12 +119,9 @@ def test_no_client_input_gets_a_server_error(
     assert sum(tried.values()) >= len(ROUTES) * 5, tried
 
 
-def test_router_log_has_no_tracebacks(
-    router_url: str, tmp_path_factory: pytest.TempPathFactory
-) -> None:
+def test_router_log_has_no_tracebacks(router: StandInRouter) -> None:
     """Runs after the fuzzing in this module: nothing it sent made the router log an
     unhandled exception."""
-    logs = list(Path(tmp_path_factory.getbasetemp()).glob("fuzz*/router.log"))
-    assert logs
-    text = logs[0].read_text(errors="replace")
+    assert router.log is not None
+    text = router.log.read_text(errors="replace")
     assert "Traceback" not in text, text[-4000:]

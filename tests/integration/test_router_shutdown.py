@@ -10,66 +10,30 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
-import yaml
+from standin_router import StandInRouter, standin_router
 
 from iccache_contract import names
-from iccache_dev.local.process import ManagedProcess, free_port, wait_until
+from iccache_dev.local.process import wait_until
 from iccache_dev.local.redis import LocalRedis
 
 DELAY, DRAIN, GRACE = 3.0, 2.0, 10.0
 ASK = {"model": "iccache", "messages": [{"role": "user", "content": "Capital of Australia?"}]}
 
 
-@dataclass
-class Router:
-    process: ManagedProcess
-    url: str
-
-
 @pytest.fixture
-def router(redis_server: LocalRedis, tmp_path: Path) -> Iterator[Router]:
-    backend_port, http_port, grpc_port = free_port(), free_port(), free_port()
-    backend = f"http://127.0.0.1:{backend_port}/v1"
-    config = {
-        "small": {"base_url": backend, "model": "small", "cost_per_token": 0.2},
-        "large": {"base_url": backend, "model": "large", "cost_per_token": 1.0},
-        "redis": {"url": redis_server.url, "index_name": "shutdown", "key_prefix": "shutdown"},
-        "server": {
-            "host": "127.0.0.1",
-            "http_port": http_port,
-            "grpc_port": grpc_port,
-            "drain_seconds": DRAIN,
-            "shutdown_grace_seconds": GRACE,
-        },
-    }
-    (tmp_path / "router.yaml").write_text(yaml.safe_dump(config))
-    argv = [sys.executable, "-m", "iccache_dev.bench.responder", "--port", str(backend_port)]
-    with ManagedProcess("responder", [*argv, "--delay", str(DELAY)], tmp_path / "responder.log"):
-        serve = [sys.executable, "-m", "iccache_dataplane", "serve", "--config"]
-        with ManagedProcess(
-            "router", [*serve, str(tmp_path / "router.yaml")], tmp_path / "r.log"
-        ) as p:
-            url = f"http://127.0.0.1:{http_port}"
-
-            def ready() -> bool:
-                try:
-                    return httpx.get(url + names.READY_PATH, timeout=2).status_code == 200
-                except httpx.HTTPError:
-                    return False
-
-            p.wait_ready(ready, timeout=120)
-            yield Router(p, url)
+def router(redis_server: LocalRedis, tmp_path: Path) -> Iterator[StandInRouter]:
+    server = {"drain_seconds": DRAIN, "shutdown_grace_seconds": GRACE}
+    with standin_router(tmp_path, redis_server.url, delay=DELAY, server=server) as router:
+        yield router
 
 
-async def test_sigterm_drains_then_finishes_requests_in_flight(router: Router) -> None:
+async def test_sigterm_drains_then_finishes_requests_in_flight(router: StandInRouter) -> None:
     async with httpx.AsyncClient(base_url=router.url, timeout=60) as client:
         unary = asyncio.create_task(client.post("/v1/chat/completions", json=ASK))
 

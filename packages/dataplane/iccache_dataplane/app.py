@@ -44,7 +44,7 @@ from iccache_dataplane.storage.ratelimit import RateLimiter
 
 log = logging.getLogger(__name__)
 
-MAINTENANCE_SECONDS = 10.0
+MAINTENANCE_SECONDS = 5.0
 
 
 class _QuietServer(uvicorn.Server):
@@ -155,16 +155,18 @@ async def report_load(parts: Parts, replica: str) -> None:
 
 
 async def maintain(parts: Parts) -> None:
-    """Create the index once Redis answers; share what replicas learned; gauges."""
+    """Make sure the index exists (every round: a Redis restarted without its data has
+    none, and the cache would stay unused); share what replicas learned; gauges."""
     while True:
         try:
+            await parts.store.ensure_index(parts.embedder.dimensions)
             if not parts.status["index"]:
-                await parts.store.ensure_index(parts.embedder.dimensions)
                 parts.status["index"] = True
                 log.info("example index %r is ready", parts.settings.redis.index_name)
             await parts.policy.refresh()
             parts.metrics.cache_examples.set(await parts.store.count())
         except DependencyDown as exc:
+            parts.status["index"] = False
             log.warning("redis unavailable, serving without the cache: %s", exc)
         for route, backend in parts.backends.items():
             parts.metrics.backend_in_flight.labels(route.value).set(backend.load.in_flight)

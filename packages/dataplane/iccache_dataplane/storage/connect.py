@@ -5,6 +5,9 @@ from __future__ import annotations
 import os
 
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from iccache_contract.settings import RouterSettings
 from iccache_dataplane.storage.examples import ExampleStore
@@ -23,6 +26,10 @@ def redis_client(settings: RouterSettings) -> aioredis.Redis:
         password=password or None,
         socket_timeout=r.timeout_seconds,
         socket_connect_timeout=r.timeout_seconds,
+        # A pooled connection to a Redis that restarted is dead; one immediate retry on a
+        # fresh connection replaces it instead of failing (and degrading) the request.
+        retry=Retry(NoBackoff(), retries=1),
+        retry_on_error=[RedisConnectionError],
     )
 
 
