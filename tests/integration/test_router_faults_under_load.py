@@ -12,9 +12,9 @@ from collections import Counter
 from pathlib import Path
 
 import httpx
-from standin_router import standin_router
 
 from iccache_dev.bench.load import Outcome, between, body, closed_loop
+from iccache_dev.bench.standin import standin_router
 from iccache_dev.local.redis import start_redis
 
 CLIENTS = 8

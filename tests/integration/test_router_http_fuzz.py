@@ -24,9 +24,9 @@ from schemathesis.specs.openapi.checks import (
     content_type_conformance,
     response_schema_conformance,
 )
-from standin_router import StandInRouter, standin_router
 
 from iccache_contract import names
+from iccache_dev.bench.standin import StandInRouter, standin_router
 from iccache_dev.local.redis import LocalRedis
 
 # Per route and generation mode (a few seconds each against the stand-in);

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from standin_router import StandInRouter, standin_router
 
 from iccache_contract import names
+from iccache_dev.bench.standin import StandInRouter, standin_router
 from iccache_dev.local.process import wait_until
 from iccache_dev.local.redis import LocalRedis
 

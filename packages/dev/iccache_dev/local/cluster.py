@@ -28,7 +28,7 @@ import httpx
 import yaml
 
 from iccache_dev.local import node as real
-from iccache_dev.local.assets import AssetNotFound, cache_dir
+from iccache_dev.local.assets import AssetNotFound, ToolFolder, cache_dir
 from iccache_dev.local.pki import KeyPair, LocalCA, service_account_keys
 from iccache_dev.local.process import ManagedProcess, ServiceError, free_port, wait_until
 
@@ -48,23 +48,16 @@ TOOLS = (
 )
 
 
-@dataclass(frozen=True)
-class Binaries:
-    folder: Path
-
+class Binaries(ToolFolder):
     @classmethod
     def find(cls, version: str = K8S_VERSION) -> Binaries:
         folder = Path(os.environ.get("ICCACHE_K8S_BIN", cache_dir() / "k8s" / version))
-        missing = [t for t in TOOLS if not os.access(folder / t, os.X_OK)]
-        if missing:
+        if missing := cls.missing(folder, TOOLS):
             raise AssetNotFound(
                 f"{', '.join(missing)} missing in {folder}; build them with "
                 "`scripts/build-cluster-tools` (part of `make setup`)"
             )
         return cls(folder)
-
-    def __getitem__(self, tool: str) -> str:
-        return str(self.folder / tool)
 
 
 @dataclass(frozen=True)

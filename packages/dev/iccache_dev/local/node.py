@@ -30,7 +30,7 @@ from typing import Any
 
 import yaml
 
-from iccache_dev.local.assets import AssetNotFound, cache_dir
+from iccache_dev.local.assets import AssetNotFound, ToolFolder, cache_dir
 from iccache_dev.local.process import ManagedProcess, ServiceError, free_port, wait_until
 
 NODE_IP = "10.250.0.1"
@@ -57,13 +57,10 @@ PAUSE_IMAGE = "localhost/iccache/pause:3.10"
 HOST_COMMANDS = {RUNC: "runc", f"{CNI_BIN}/bridge": "containernetworking-plugins"}
 
 
-@dataclass(frozen=True)
-class NodeBinaries:
-    folder: Path
-
+class NodeBinaries(ToolFolder):
     @classmethod
     def find(cls, folder: Path) -> NodeBinaries:
-        missing = [t for t in NODE_TOOLS if not os.access(folder / t, os.X_OK)]
+        missing = cls.missing(folder, NODE_TOOLS)
         missing += [
             f"{p} (Debian: {pkg})" for p, pkg in HOST_COMMANDS.items() if not Path(p).exists()
         ]
@@ -73,9 +70,6 @@ class NodeBinaries:
                 "(part of `make setup` when run as root)"
             )
         return cls(folder)
-
-    def __getitem__(self, tool: str) -> str:
-        return str(self.folder / tool)
 
 
 def unsupported_reason() -> str | None:

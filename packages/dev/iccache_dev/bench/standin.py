@@ -1,7 +1,7 @@
 """``iccache serve`` in its own process over real Redis and the real embedder, with the
 stand-in responder (``iccache_dev.bench.responder``) as each model: for tests of the
 router's own behaviour under load, faults and signals, where the models' speed would
-only blur what is measured. A module of its own so that test modules can import it."""
+only blur what is measured (the soak, the fault and fuzz tests)."""
 
 from __future__ import annotations
 
