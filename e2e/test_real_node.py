@@ -21,14 +21,11 @@ prints its time; the table is printed at the end.
 
 from __future__ import annotations
 
-import hashlib
-import http.server
 import json
 import os
 import shutil
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -39,9 +36,11 @@ import pytest
 import yaml
 from e2e_support import CHART, SUMMARY, Helm
 
+from iccache_dataplane.fetch import file_sha256
 from iccache_dev.local import assets
 from iccache_dev.local import node as real
 from iccache_dev.local.cluster import GPU_NODES, LocalCluster, start_cluster
+from iccache_dev.local.fileserver import FileServer
 from iccache_dev.local.images import build, missing_tools
 from iccache_dev.local.process import wait_until
 from iccache_operator.crd import CRD_FILE
@@ -99,7 +98,7 @@ class Journey:
     times: dict[str, float] = field(default_factory=dict)
     failed: str | None = None
     applied: Path | None = None
-    servers: list[ModelServer] = field(default_factory=list)
+    servers: list[FileServer] = field(default_factory=list)
 
     def kubectl(self, *args: str, **kw: Any) -> Any:
         return self.cluster.kubectl(*args, **kw)
@@ -176,39 +175,6 @@ def _ready(pod: dict[str, Any]) -> bool:
         return False
     conditions = pod.get("status", {}).get("conditions", [])
     return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
-
-
-class ModelServer:
-    """Serves model files over HTTP on the node's address (on the loopback interface),
-    as a user's model store or mirror would; pods reach it through their route to the
-    node. Counts the requests for each file."""
-
-    def __init__(self, folder: Path) -> None:
-        self.requests: list[str] = []
-        seen = self.requests
-
-        class Handler(http.server.SimpleHTTPRequestHandler):
-            def __init__(self, *args: Any, **kwargs: Any) -> None:
-                super().__init__(*args, directory=str(folder), **kwargs)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                seen.append(self.path)
-
-        self.httpd = http.server.ThreadingHTTPServer((real.NODE_IP, 0), Handler)
-        self.url = f"http://{real.NODE_IP}:{self.httpd.server_address[1]}"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 @pytest.fixture(scope="module")
@@ -328,7 +294,9 @@ def test_2_sample_with_model_sources_becomes_ready(step: Journey) -> None:
     store.mkdir()
     large_file = store / LARGE.path().name
     shutil.copy(LARGE.path(), large_file)
-    server = ModelServer(store)
+    # Served on the node's address (on the loopback interface): pods reach it by their
+    # route to the node, as they would reach a user's model mirror.
+    server = FileServer(store, host=real.NODE_IP)
     step.servers.append(server)
     # The small model is in a claim (a hostPath volume of this machine).
     step.cluster.bind_static_volume(
@@ -351,7 +319,7 @@ def test_2_sample_with_model_sources_becomes_ready(step: Journey) -> None:
     spec["models"]["large"] |= {
         "image": llama,
         "model": LARGE_NAME,
-        "source": {"url": f"{server.url}/{large_file.name}", "sha256": _sha256(large_file)},
+        "source": {"url": f"{server.url}/{large_file.name}", "sha256": file_sha256(large_file)},
         "args": ["--chat-template", "gemma"],  # the file carries none
         "resources": {"requests": {"cpu": "100m", "memory": "512Mi"}},
     }

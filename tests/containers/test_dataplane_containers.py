@@ -32,7 +32,7 @@ from iccache_dev.local.containers import (
     Volume,
     pod_templates,
 )
-from iccache_dev.local.process import free_port, wait_until
+from iccache_dev.local.process import free_port, http_ok, wait_until
 from iccache_operator import api
 from iccache_operator.children.common import Owner
 from iccache_operator.children.replay import TERMINATION_LOG
@@ -85,13 +85,6 @@ def emptydir(path: Path, uid: int) -> Path:
     return path
 
 
-def answers(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
 @pytest.fixture(scope="module")
 def stack(images: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     workdir = tmp_path_factory.mktemp("dataplane")
@@ -136,7 +129,7 @@ def stack(images: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> I
                 extra_args=["--host", "127.0.0.1", "--port", str(ports[role]), "--threads", "1"],
                 outside_spec=[Volume(model.path(), f"/models/{model.path().name}")],
             )
-            server.wait_ready(lambda p=ports[role]: answers(f"http://127.0.0.1:{p}/health"), 120)
+            server.wait_ready(lambda p=ports[role]: http_ok(f"http://127.0.0.1:{p}/health"), 120)
 
         # The settings the operator renders, pointed at the loopback ports.
         raw = yaml.safe_load(planned.settings_yaml)
@@ -160,7 +153,7 @@ def stack(images: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> I
             env={REDIS_PASSWORD_ENV: password},
         )
         http = f"http://127.0.0.1:{settings.server.http_port}"
-        router.wait_ready(lambda: answers(http + names.READY_PATH), timeout=120)
+        router.wait_ready(lambda: http_ok(http + names.READY_PATH), timeout=120)
         yield Stack(
             pods, settings, templates, folders, router, client, password, workdir, box["image"]
         )

@@ -5,56 +5,35 @@ or partial one behind."""
 from __future__ import annotations
 
 import hashlib
-import http.server
 import os
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
 from iccache_dataplane.fetch import FetchError, fetch
-
-
-@dataclass
-class Server:
-    root: Path
-    url: str
-    requests: list[str] = field(default_factory=list)
+from iccache_dev.local.fileserver import FileServer
 
 
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[Server]:
+def server(tmp_path: Path) -> Iterator[FileServer]:
     root = tmp_path / "served"
     root.mkdir()
-    box: list[Server] = []
-
-    class Handler(http.server.SimpleHTTPRequestHandler):
-        def __init__(self, *args: object, **kwargs: object) -> None:
-            super().__init__(*args, directory=str(root), **kwargs)  # type: ignore[arg-type]
-
-        def log_message(self, format: str, *args: object) -> None:
-            box[0].requests.append(self.path)
-
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    box.append(Server(root, f"http://127.0.0.1:{httpd.server_address[1]}"))
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield box[0]
-    httpd.shutdown()
-    httpd.server_close()
+    with FileServer(root) as served:
+        yield served
 
 
-def model_file(server: Server, size: int = 3 << 20) -> tuple[str, str]:
+def model_file(server: FileServer, size: int = 3 << 20) -> tuple[str, str]:
     data = os.urandom(size)
-    (server.root / "m.gguf").write_bytes(data)
+    (server.folder / "m.gguf").write_bytes(data)
     return f"{server.url}/m.gguf", hashlib.sha256(data).hexdigest()
 
 
-def test_downloads_checks_and_keeps_a_good_file_on_restart(server: Server, tmp_path: Path) -> None:
+def test_downloads_checks_and_keeps_a_good_file_on_restart(
+    server: FileServer, tmp_path: Path
+) -> None:
     url, sha = model_file(server)
     dest = tmp_path / "cache" / "m.gguf"
     assert fetch(url, sha, dest) is True
@@ -65,7 +44,7 @@ def test_downloads_checks_and_keeps_a_good_file_on_restart(server: Server, tmp_p
     assert [p.name for p in dest.parent.iterdir()] == ["m.gguf"]
 
 
-def test_a_changed_file_on_disk_is_downloaded_again(server: Server, tmp_path: Path) -> None:
+def test_a_changed_file_on_disk_is_downloaded_again(server: FileServer, tmp_path: Path) -> None:
     url, sha = model_file(server)
     dest = tmp_path / "m.gguf"
     dest.write_bytes(b"truncated")
@@ -73,7 +52,7 @@ def test_a_changed_file_on_disk_is_downloaded_again(server: Server, tmp_path: Pa
     assert hashlib.sha256(dest.read_bytes()).hexdigest() == sha
 
 
-def test_a_wrong_digest_leaves_nothing_to_serve(server: Server, tmp_path: Path) -> None:
+def test_a_wrong_digest_leaves_nothing_to_serve(server: FileServer, tmp_path: Path) -> None:
     url, _ = model_file(server)
     dest = tmp_path / "cache" / "m.gguf"
     with pytest.raises(FetchError, match=r"sha256 is .* the spec says"):
@@ -81,7 +60,9 @@ def test_a_wrong_digest_leaves_nothing_to_serve(server: Server, tmp_path: Path) 
     assert list(dest.parent.iterdir()) == []  # neither the file nor its partial download
 
 
-def test_command_reports_http_errors_in_the_termination_log(server: Server, tmp_path: Path) -> None:
+def test_command_reports_http_errors_in_the_termination_log(
+    server: FileServer, tmp_path: Path
+) -> None:
     log = tmp_path / "termination-log"
     script = (
         "import sys; from pathlib import Path; from iccache_dataplane.fetch import run;"
@@ -97,7 +78,7 @@ def test_command_reports_http_errors_in_the_termination_log(server: Server, tmp_
     assert not (tmp_path / "m.gguf").exists()
 
 
-def test_cli_verb_fetches(server: Server, tmp_path: Path) -> None:
+def test_cli_verb_fetches(server: FileServer, tmp_path: Path) -> None:
     url, sha = model_file(server, size=1024)
     dest = tmp_path / "m.gguf"
     done = subprocess.run(
@@ -119,4 +100,4 @@ def test_cli_verb_fetches(server: Server, tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert "downloaded and checked" in done.stdout
-    assert dest.read_bytes() == (server.root / "m.gguf").read_bytes()
+    assert dest.read_bytes() == (server.folder / "m.gguf").read_bytes()

@@ -159,12 +159,12 @@ async def maintain(parts: Parts) -> None:
     none, and the cache would stay unused); share what replicas learned; gauges."""
     while True:
         try:
-            await parts.store.ensure_index(parts.embedder.dimensions)
+            examples = await parts.store.ensure_index(parts.embedder.dimensions)
             if not parts.status["index"]:
                 parts.status["index"] = True
                 log.info("example index %r is ready", parts.settings.redis.index_name)
             await parts.policy.refresh()
-            parts.metrics.cache_examples.set(await parts.store.count())
+            parts.metrics.cache_examples.set(examples)
         except DependencyDown as exc:
             parts.status["index"] = False
             log.warning("redis unavailable, serving without the cache: %s", exc)

@@ -118,8 +118,9 @@ class ExampleStore:
         return self._r
 
     # -- index ------------------------------------------------------------------------
-    async def ensure_index(self, dimensions: int) -> None:
-        """Create the vector index if missing; refuse one built for other dimensions."""
+    async def ensure_index(self, dimensions: int) -> int:
+        """Create the vector index if missing; refuse one built for other dimensions.
+        Returns the examples in it (0 for a new one), from the same FT.INFO."""
         ft = self._ft
         try:
             info = await ft.info()
@@ -134,14 +135,14 @@ class ExampleStore:
                     f"index {self.layout.index_name!r} holds {found}-dimension vectors but "
                     f"the embedder makes {dimensions}; use another index name or drop it"
                 )
-            return
+            return _num_docs(info)
         schema = self.layout.index_schema(dimensions)
         definition = self.layout.index_definition()
         await redis_call(lambda: ft.create_index(schema, definition=definition))
+        return 0
 
     async def count(self) -> int:
-        info = await redis_call(lambda: self._ft.info())
-        return int(info.get("num_docs", info.get(b"num_docs", 0)))
+        return _num_docs(await redis_call(lambda: self._ft.info()))
 
     async def ping(self) -> bool:
         return bool(await redis_call(lambda: self._r.ping()))
@@ -363,6 +364,10 @@ class RedisBanditStore:
                 await pipe.execute()
 
         await redis_call(write)
+
+
+def _num_docs(info: Any) -> int:
+    return int(info.get("num_docs", info.get(b"num_docs", 0)))
 
 
 def _index_dimensions(info: dict[Any, Any]) -> int | None:

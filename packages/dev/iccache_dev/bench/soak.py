@@ -2,8 +2,9 @@
 
 ``iccache serve`` runs in its own process over real Redis and the real embedder, with the
 instant stand-in for both models, so the router itself is what is loaded. ``connections``
-clients (aiohttp, one connection each, closed loop) send requests for ``minutes``; the
-router's resident memory and open file descriptors are sampled every few seconds.
+clients (one connection each, closed loop, waiting out Retry-After) send requests for
+``minutes``; the router's resident memory and open file descriptors are sampled every
+few seconds.
 Reported: requests by status, p50/p99 of the admitted (200) and of the refused (429)
 ones, 5xx and connection errors, RSS at start and end with a plot over time, and the
 descriptors after the clients left (sockets or tasks that leak show up there).
@@ -22,10 +23,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 from tqdm import tqdm
 
-from iccache_dev.bench.load import body
+from iccache_dev.bench.load import closed_loop
 from iccache_dev.bench.standin import standin_router
 from iccache_dev.local.redis import start_redis
 
@@ -57,33 +57,6 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-async def _clients(url: str, connections: int, stop: asyncio.Event) -> list[tuple[int, float]]:
-    """(status, seconds) of every request; status 0 for a connection error."""
-    results: list[tuple[int, float]] = []
-    connector = aiohttp.TCPConnector(limit=connections, force_close=False)
-    timeout = aiohttp.ClientTimeout(total=60)
-    async with aiohttp.ClientSession(url, connector=connector, timeout=timeout) as session:
-
-        async def loop(worker: int) -> None:
-            n = worker
-            while not stop.is_set():
-                started = time.monotonic()
-                try:
-                    request = body(n, unique=True)  # the whole path, no exact repeats
-                    async with session.post("/v1/chat/completions", json=request) as r:
-                        await r.read()
-                        results.append((r.status, time.monotonic() - started))
-                        if r.status == 429:  # back off as a client told Retry-After would
-                            await asyncio.sleep(float(r.headers.get("retry-after", "1")))
-                except (aiohttp.ClientError, TimeoutError):
-                    results.append((0, time.monotonic() - started))
-                    await asyncio.sleep(1)
-                n += connections
-
-        await asyncio.gather(*(loop(i) for i in range(connections)))
-    return results
-
-
 async def soak(connections: int, minutes: float, out: Path | None) -> int:
     work = Path(tempfile.mkdtemp(prefix="iccache-soak-"))
     redis = start_redis(work / "redis")
@@ -93,7 +66,16 @@ async def soak(connections: int, minutes: float, out: Path | None) -> int:
             pid = router.process.proc.pid
             idle_fds = open_fds(pid)
             stop = asyncio.Event()
-            load = asyncio.create_task(_clients(router.url, connections, stop))
+            load = asyncio.create_task(
+                closed_loop(
+                    router.url,
+                    concurrency=connections,
+                    stop=stop,
+                    request_timeout=60,
+                    unique=True,  # the whole path, no exact repeats
+                    honor_retry_after=True,
+                )
+            )
             start = time.monotonic()
             total = minutes * 60
             with tqdm(total=int(total), unit="s", desc=f"soak, {connections} connections") as bar:
@@ -112,9 +94,9 @@ async def soak(connections: int, minutes: float, out: Path | None) -> int:
             alive = router.process.exit_message() is None
     finally:
         redis.stop()
-    statuses = Counter(status for status, _ in results)
-    admitted = [s for status, s in results if status == 200]
-    refused = [s for status, s in results if status == 429]
+    statuses = Counter(o.status for o in results)
+    admitted = [o.seconds for o in results if o.status == 200]
+    refused = [o.seconds for o in results if o.status == 429]
     report: dict[str, Any] = {
         "connections": connections,
         "minutes": minutes,

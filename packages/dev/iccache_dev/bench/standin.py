@@ -12,11 +12,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
 import yaml
 
 from iccache_contract import names
-from iccache_dev.local.process import ManagedProcess, free_port
+from iccache_dev.local.process import ManagedProcess, free_port, http_ok
 
 
 @dataclass
@@ -43,10 +42,7 @@ class StandIn:
         self.process.wait_ready(self.answers, timeout=30)
 
     def answers(self) -> bool:
-        try:
-            return httpx.get(f"{self.base_url}/models", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
+        return http_ok(f"{self.base_url}/models")
 
     def kill(self) -> None:
         if self.process is not None:
@@ -63,10 +59,7 @@ class StandInRouter:
     log: Path | None = None
 
     def ready(self) -> bool:
-        try:
-            return httpx.get(self.url + names.READY_PATH, timeout=2).status_code == 200
-        except httpx.HTTPError:
-            return False
+        return http_ok(self.url + names.READY_PATH)
 
 
 @contextlib.contextmanager

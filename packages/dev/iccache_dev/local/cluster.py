@@ -24,13 +24,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
 import yaml
 
 from iccache_dev.local import node as real
 from iccache_dev.local.assets import AssetNotFound, ToolFolder, cache_dir
 from iccache_dev.local.pki import KeyPair, LocalCA, service_account_keys
-from iccache_dev.local.process import ManagedProcess, ServiceError, free_port, wait_until
+from iccache_dev.local.process import (
+    ManagedProcess,
+    ServiceError,
+    free_port,
+    http_ok,
+    wait_until,
+)
 
 K8S_VERSION = "v1.36.3"
 POOL_LABEL = "iccache.dev/pool"
@@ -228,10 +233,11 @@ class LocalCluster:
         if self.node is not None:
             self.node.stop()
             self.node = None
-            real.remove_node_address()
         for proc in reversed(self.processes):
             proc.stop()
         self.processes.clear()
+        if f"//{real.NODE_IP}:" in self.server:  # also when the node never started
+            real.remove_node_address()
 
 
 def start_cluster(
@@ -258,6 +264,8 @@ def start_cluster(
     api_port = free_port()
     host = real.NODE_IP if real_node else "127.0.0.1"
     if real_node:
+        if reason := real.unsupported_reason():
+            raise ServiceError(reason)
         real.add_node_address()
     server = f"https://{host}:{api_port}"
     serving = ca.issue(
@@ -318,7 +326,7 @@ def start_cluster(
             logs / "etcd.log",
         )
         cluster.processes.append(etcd)
-        etcd.wait_ready(lambda: _ok(f"{etcd_url}/health"), timeout)
+        etcd.wait_ready(lambda: http_ok(f"{etcd_url}/health"), timeout)
 
         issuer = "https://kubernetes.default.svc.cluster.local"
         apiserver = ManagedProcess(
@@ -368,7 +376,7 @@ def start_cluster(
         cluster.processes.append(apiserver)
         tls = ssl.create_default_context(cafile=str(ca.cert_path))
         tls.load_cert_chain(str(admin.cert), str(admin.key))
-        apiserver.wait_ready(lambda: _ok(f"{server}/readyz", verify=tls), timeout)
+        apiserver.wait_ready(lambda: http_ok(f"{server}/readyz", verify=tls), timeout)
 
         kcm_port = free_port()
         kcm = ManagedProcess(
@@ -439,9 +447,11 @@ def start_cluster(
             logs / "kwok.log",
         )
         cluster.processes.append(kwok)
-        kcm.wait_ready(lambda: _ok(f"https://127.0.0.1:{kcm_port}/healthz", verify=False), timeout)
+        kcm.wait_ready(
+            lambda: http_ok(f"https://127.0.0.1:{kcm_port}/healthz", verify=False), timeout
+        )
         scheduler.wait_ready(
-            lambda: _ok(f"https://127.0.0.1:{sched_port}/healthz", verify=False), timeout
+            lambda: http_ok(f"https://127.0.0.1:{sched_port}/healthz", verify=False), timeout
         )
 
         manifests = {"apiVersion": "v1", "kind": "List", "items": [n.manifest() for n in nodes]}
@@ -480,13 +490,6 @@ def start_cluster(
         raise
     cluster.start_seconds = time.monotonic() - started
     return cluster
-
-
-def _ok(url: str, verify: ssl.SSLContext | bool = True) -> bool:
-    try:
-        return httpx.get(url, timeout=2.0, verify=verify).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 def _all_nodes_ready(cluster: LocalCluster, expected: int) -> bool:

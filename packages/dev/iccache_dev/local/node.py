@@ -17,7 +17,6 @@ node is the CPU pool, the fake ones the GPU pools.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
@@ -31,7 +30,7 @@ from typing import Any
 import yaml
 
 from iccache_dev.local.assets import AssetNotFound, ToolFolder, cache_dir
-from iccache_dev.local.process import ManagedProcess, ServiceError, free_port, wait_until
+from iccache_dev.local.process import ManagedProcess, ServiceError, free_port, http_ok
 
 NODE_IP = "10.250.0.1"
 POD_CIDR = "10.244.0.0/24"
@@ -270,13 +269,13 @@ def kube_proxy_config(kubeconfig: Path, healthz: int, metrics: int) -> dict[str,
     }
 
 
-def corefile(kubeconfig: Path, health_port: int) -> str:
+def corefile(kubeconfig: Path, health_port: int, ready_port: int) -> str:
     """Cluster names only: no forward plugin, so no query ever leaves the machine."""
     return f""".:53 {{
     bind {NODE_IP}
     errors
     health 127.0.0.1:{health_port}
-    ready 127.0.0.1:{health_port + 1}
+    ready 127.0.0.1:{ready_port}
     kubernetes {CLUSTER_DOMAIN} in-addr.arpa ip6.arpa {{
         kubeconfig {kubeconfig}
         pods insecure
@@ -384,8 +383,6 @@ def start_node(
     system:kube-proxy) and ``coredns`` (a user allowed to list Services and
     EndpointSlices)."""
     started = time.monotonic()
-    if reason := unsupported_reason():
-        raise ServiceError(reason)
     logs = workdir / "logs"
     for sub in ("cni/net.d", "cni/ipam", "containerd/state", "kubelet", "pod-logs"):
         (workdir / sub).mkdir(parents=True, exist_ok=True)
@@ -416,8 +413,8 @@ def start_node(
         pause = binaries.folder / "pause.oci.tar"
         node.import_images([pause, *images])
 
-        dns_health = free_port()
-        (workdir / "Corefile").write_text(corefile(kubeconfigs["coredns"], dns_health))
+        dns_ready = free_port()
+        (workdir / "Corefile").write_text(corefile(kubeconfigs["coredns"], free_port(), dns_ready))
         coredns = ManagedProcess(
             "coredns",
             [binaries["coredns"], "-conf", str(workdir / "Corefile")],
@@ -466,26 +463,10 @@ def start_node(
             env={"PATH": path},
         )
         node.processes.append(proxy)
-        coredns.wait_ready(lambda: _http_ok(f"http://127.0.0.1:{dns_health + 1}/ready"), timeout)
-        kubelet.wait_ready(lambda: _http_ok(f"http://127.0.0.1:{healthz}/healthz"), timeout)
+        coredns.wait_ready(lambda: http_ok(f"http://127.0.0.1:{dns_ready}/ready"), timeout)
+        kubelet.wait_ready(lambda: http_ok(f"http://127.0.0.1:{healthz}/healthz"), timeout)
     except BaseException:
         node.stop()
         raise
     node.start_seconds = time.monotonic() - started
     return node
-
-
-def _http_ok(url: str) -> bool:
-    import httpx
-
-    with contextlib.suppress(httpx.HTTPError):
-        return httpx.get(url, timeout=2.0).status_code == 200
-    return False
-
-
-def wait_pods_gone(node: RealNode, timeout: float = 60) -> None:
-    wait_until(
-        lambda: not node.crictl("pods", "-q", check=False).stdout.strip(),
-        timeout=timeout,
-        what="pods removed from the node",
-    )

@@ -7,11 +7,14 @@ import logging
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
+
+import httpx
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +29,14 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def http_ok(url: str, verify: ssl.SSLContext | bool = True) -> bool:
+    """Whether ``url`` answers 200 now (a readiness probe for local services)."""
+    try:
+        return httpx.get(url, timeout=2.0, verify=verify).status_code == 200
+    except httpx.HTTPError:
+        return False
 
 
 def wait_until(

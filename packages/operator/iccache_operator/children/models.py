@@ -122,9 +122,10 @@ def engine_args(spec: api.ModelSpec) -> list[str]:
     ]
 
 
-def fetch_container(spec: api.ModelSource, fetch_image: str) -> dict[str, Any]:
-    """The init container that downloads a url source into the cache volume (kept across
-    restarts of the pod's containers; a file whose sha256 matches is not fetched again)."""
+def fetch_container(spec: api.ModelSource, fetch_image: str, dest: str) -> dict[str, Any]:
+    """The init container that downloads a url source to ``dest`` in the cache volume
+    (kept across restarts of the pod's containers; a file whose sha256 matches is not
+    fetched again)."""
     if spec.url is None or spec.sha256 is None:
         raise SpecError("a url source needs url and sha256")
     return {
@@ -137,7 +138,7 @@ def fetch_container(spec: api.ModelSource, fetch_image: str) -> dict[str, Any]:
             "--sha256",
             spec.sha256,
             "--dest",
-            f"{MODELS_DIR}/{url_file_name(spec.url)}",
+            dest,
         ],
         "volumeMounts": [{"name": "model-cache", "mountPath": MODELS_DIR}],
         "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}},
@@ -166,7 +167,7 @@ def model_volumes(
     if source is not None and source.url is not None:
         volumes.append(cache)
         mounts.append({"name": "model-cache", "mountPath": MODELS_DIR, "readOnly": True})
-        init.append(fetch_container(source, fetch_image))
+        init.append(fetch_container(source, fetch_image, model_location(spec)))
     elif source is not None and source.pvc is not None:
         claim = {"claimName": source.pvc.claim_name, "readOnly": True}
         volumes.append({"name": "model", "persistentVolumeClaim": claim})
