@@ -1,8 +1,9 @@
-"""Loaded by kopf next to ``iccache_operator.handlers`` in one operator test: once the
-file named by ``ICCACHE_TEST_HOLD_FILE`` appears, the next server-side apply waits
-``HOLD_SECONDS`` (and removes the file), so that a deletion arrives while a reconcile is
-in progress. A slow API server cannot be produced on demand here; this is the one
-injected fault in the operator tests."""
+"""Loaded by kopf next to ``iccache_operator.handlers`` in the operator's fault tests:
+once the file named by ``ICCACHE_TEST_HOLD_FILE`` appears, the server-side apply after
+the next ``ICCACHE_TEST_HOLD_SKIP`` ones (default 0) waits ``HOLD_SECONDS`` (and the
+file is removed), so that a deletion or a kill arrives while a reconcile is in progress.
+A slow API server cannot be produced on demand here; this is the one injected fault in
+the operator tests (the kill and the API server restart are real)."""
 
 from __future__ import annotations
 
@@ -27,17 +28,30 @@ def _take(marker: Path) -> bool:
     return True
 
 
-def install(marker: Path) -> None:
+def install(marker: Path, skip: int = 0) -> None:
     apply = Kube.apply
+    left: int | None = None  # applies still to let through once the marker was seen
 
     async def held_apply(self: Kube, manifest: dict[str, Any]) -> None:
-        if _take(marker):
-            logging.getLogger(__name__).warning("%s for %.0f s", HOLDING, HOLD_SECONDS)
+        nonlocal left
+        if left is None and _take(marker):
+            left = skip
+        if left == 0:
+            left = None
+            what = f"{manifest['kind']} {manifest['metadata']['name']}"
+            logging.getLogger(__name__).warning(
+                "%s for %.0f s before applying %s", HOLDING, HOLD_SECONDS, what
+            )
             await asyncio.sleep(HOLD_SECONDS)
+        elif left is not None:
+            left -= 1
         await apply(self, manifest)
 
     Kube.apply = held_apply  # type: ignore[method-assign]
 
 
 if "ICCACHE_TEST_HOLD_FILE" in os.environ:  # in the operator's process only
-    install(Path(os.environ["ICCACHE_TEST_HOLD_FILE"]))
+    install(
+        Path(os.environ["ICCACHE_TEST_HOLD_FILE"]),
+        int(os.environ.get("ICCACHE_TEST_HOLD_SKIP", "0")),
+    )

@@ -252,6 +252,20 @@ class ServerSettings(_Section):
     idle_timeout_seconds: int = Field(
         default=5, ge=1, le=3600, description="An idle keep-alive HTTP connection is closed"
     )
+    header_timeout_seconds: float = Field(
+        default=10,
+        ge=0.1,
+        le=3600,
+        description="An HTTP request head (request line and headers) must arrive within "
+        "this long of the connection opening or of the previous response, or the "
+        "connection gets 408 and is closed",
+    )
+    body_timeout_seconds: float = Field(
+        default=60,
+        ge=0.1,
+        le=3600,
+        description="An HTTP request body must arrive within this long of its head, or 408",
+    )
     drain_seconds: float = Field(
         default=5,
         ge=0,

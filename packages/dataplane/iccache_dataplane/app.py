@@ -28,10 +28,11 @@ from iccache_dataplane.api.admin import add_admin_routes
 from iccache_dataplane.api.auth import Authenticator
 from iccache_dataplane.api.grpc_service import create_grpc_server, mark_serving
 from iccache_dataplane.api.openai_http import create_http_app
+from iccache_dataplane.api.slow_clients import head_deadline_protocol
 from iccache_dataplane.backends.client import Backend
 from iccache_dataplane.backends.judge import PairwiseJudge
 from iccache_dataplane.core.domain import FEATURE_NAMES, Route
-from iccache_dataplane.core.errors import DependencyDown
+from iccache_dataplane.core.errors import DependencyDown, ErrorKind
 from iccache_dataplane.embedding import BatchingEmbedder, Encoder, load_encoder
 from iccache_dataplane.metrics import Metrics
 from iccache_dataplane.requestpath.service import RouterService
@@ -182,6 +183,7 @@ async def serving(parts: Parts) -> AsyncIterator[Runtime]:
     grpc_server, grpc_port = create_grpc_server(
         parts.service, f"{server.host}:{server.grpc_port}", parts.auth
     )
+    too_slow = parts.metrics.errors.labels(ErrorKind.SLOW_CLIENT.value)
     uv = _QuietServer(
         uvicorn.Config(
             http_app,
@@ -191,6 +193,7 @@ async def serving(parts: Parts) -> AsyncIterator[Runtime]:
             log_level="warning",
             access_log=False,
             timeout_keep_alive=server.idle_timeout_seconds,
+            http=head_deadline_protocol(server.header_timeout_seconds, too_slow.inc),
             timeout_graceful_shutdown=math.ceil(server.shutdown_grace_seconds),
         )
     )

@@ -95,6 +95,12 @@ def _add_bench(commands: Commands) -> None:
     soak.add_argument("--connections", type=int, default=1000)
     soak.add_argument("--minutes", type=float, default=10)
     soak.add_argument("--out", type=Path, default=None, help="write soak.json and soak.png here")
+    soak.add_argument(
+        "--embedding",
+        choices=("onnx", "torch"),
+        default="onnx",
+        help="the router's embedding runtime (the image's is onnx)",
+    )
     soak.set_defaults(run=_soak)
     rerender = benches.add_parser(
         "report",
@@ -135,7 +141,7 @@ def _soak(args: argparse.Namespace, argv: list[str]) -> int:
 
     from iccache_dev.bench.soak import soak
 
-    return asyncio.run(soak(args.connections, args.minutes, args.out))
+    return asyncio.run(soak(args.connections, args.minutes, args.out, args.embedding))
 
 
 def _report(args: argparse.Namespace, argv: list[str]) -> int:

@@ -358,6 +358,12 @@ class RouterSpec(_Obj):
     idle_timeout_seconds: int = Field(
         default=5, ge=1, le=3600, description="Idle keep-alive HTTP connections are closed"
     )
+    header_timeout_seconds: float = Field(
+        default=10, ge=0.1, le=3600, description="A request head must arrive within this, or 408"
+    )
+    body_timeout_seconds: float = Field(
+        default=60, ge=0.1, le=3600, description="A request body must arrive within this, or 408"
+    )
     drain_seconds: float = Field(
         default=5,
         ge=0,
@@ -376,6 +382,8 @@ SERVER_FIELDS = (
     "max_messages",
     "max_prompt_bytes",
     "idle_timeout_seconds",
+    "header_timeout_seconds",
+    "body_timeout_seconds",
     "drain_seconds",
     "shutdown_grace_seconds",
 )

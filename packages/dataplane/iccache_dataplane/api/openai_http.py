@@ -53,6 +53,7 @@ HTTP_STATUS = {
     ErrorKind.INVALID_ARGUMENT: 400,
     ErrorKind.TOO_LONG: 400,
     ErrorKind.TOO_LARGE: 413,
+    ErrorKind.SLOW_CLIENT: 408,
     ErrorKind.NOT_FOUND: 404,
     ErrorKind.UNAUTHENTICATED: 401,
     ErrorKind.PERMISSION_DENIED: 403,
@@ -64,6 +65,7 @@ HTTP_STATUS = {
 ERROR_CODE = {
     ErrorKind.TOO_LONG: "context_length_exceeded",
     ErrorKind.TOO_LARGE: "request_too_large",
+    ErrorKind.SLOW_CLIENT: "request_timeout",
     ErrorKind.NOT_FOUND: "not_found",
 }
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -116,7 +118,14 @@ def create_http_app(
     public = settings.server.public_model
     app = FastAPI(title="iccache router", version="v1")
     too_large = service.metrics.errors.labels(ErrorKind.TOO_LARGE.value)
-    app.add_middleware(BodyLimit, limit=settings.server.max_body_bytes, on_reject=too_large.inc)
+    too_slow = service.metrics.errors.labels(ErrorKind.SLOW_CLIENT.value)
+    app.add_middleware(
+        BodyLimit,
+        limit=settings.server.max_body_bytes,
+        timeout=settings.server.body_timeout_seconds,
+        on_reject=too_large.inc,
+        on_timeout=too_slow.inc,
+    )
     status = ready if ready is not None else {}
 
     @app.exception_handler(IccacheError)

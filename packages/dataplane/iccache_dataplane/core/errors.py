@@ -14,6 +14,7 @@ class ErrorKind(Enum):
     NOT_FOUND = "not_found"  # unknown model, unknown request id
     TOO_LONG = "too_long"  # prompt over the context limit
     TOO_LARGE = "too_large"  # request over the server's size limits
+    SLOW_CLIENT = "slow_client"  # a request head or body that took too long to arrive
     UNAUTHENTICATED = "unauthenticated"  # no credential, or a wrong one
     PERMISSION_DENIED = "permission_denied"  # a revoked key, or one not allowed this
     OVERLOADED = "overloaded"  # bounded queue full, or a tenant over its rate

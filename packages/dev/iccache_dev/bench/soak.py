@@ -27,6 +27,7 @@ from tqdm import tqdm
 
 from iccache_dev.bench.load import closed_loop
 from iccache_dev.bench.standin import standin_router
+from iccache_dev.local.onnx_export import ensure_minilm_onnx
 from iccache_dev.local.redis import start_redis
 
 SAMPLE_SECONDS = 5.0
@@ -57,12 +58,22 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-async def soak(connections: int, minutes: float, out: Path | None) -> int:
+def embedding_section(runtime: str) -> dict[str, Any]:
+    """The router's ``embedding`` settings for ``runtime``: the ONNX export (what the
+    router image runs) or the sentence-transformers package (torch)."""
+    if runtime == "onnx":
+        return {"model_path": str(ensure_minilm_onnx())}
+    return {}
+
+
+async def soak(connections: int, minutes: float, out: Path | None, embedding: str = "onnx") -> int:
     work = Path(tempfile.mkdtemp(prefix="iccache-soak-"))
     redis = start_redis(work / "redis")
     samples = Samples()
     try:
-        with standin_router(work / "router", redis.url, prefix="soak") as router:
+        with standin_router(
+            work / "router", redis.url, prefix="soak", embedding=embedding_section(embedding)
+        ) as router:
             pid = router.process.proc.pid
             idle_fds = open_fds(pid)
             stop = asyncio.Event()
@@ -97,8 +108,11 @@ async def soak(connections: int, minutes: float, out: Path | None) -> int:
     statuses = Counter(o.status for o in results)
     admitted = [o.seconds for o in results if o.status == 200]
     refused = [o.seconds for o in results if o.status == 429]
+    minute = int(60 / SAMPLE_SECONDS)
+    half = len(samples.rss_mb) // 2
     report: dict[str, Any] = {
         "connections": connections,
+        "embedding": embedding,
         "minutes": minutes,
         "requests": len(results),
         "by_status": {str(k): v for k, v in sorted(statuses.items())},
@@ -112,6 +126,9 @@ async def soak(connections: int, minutes: float, out: Path | None) -> int:
         "rss_mb_first_minute": statistics.mean(samples.rss_mb[: int(60 / SAMPLE_SECONDS)] or [0]),
         "rss_mb_last_minute": statistics.mean(samples.rss_mb[-int(60 / SAMPLE_SECONDS) :] or [0]),
         "rss_mb_max": max(samples.rss_mb or [0]),
+        # Growth over the second half: a plateau keeps this near zero; a leak keeps climbing.
+        "rss_mb_second_half_growth": statistics.mean(samples.rss_mb[-minute:] or [0])
+        - statistics.mean(samples.rss_mb[max(0, half - minute // 2) : half + minute // 2] or [0]),
         "rss_mb_after": after_rss,
         "fds_idle_before": idle_fds,
         "fds_max": max(samples.fds or [0]),
@@ -121,7 +138,6 @@ async def soak(connections: int, minutes: float, out: Path | None) -> int:
     }
     # Pools (model backends, Redis) keep connections up to their limits: descriptors may
     # stay above the idle count, but must not grow from the first minute to the last.
-    minute = int(60 / SAMPLE_SECONDS)
     plateau = max(samples.fds[-minute:] or [0]) <= max(samples.fds[:minute] or [0]) + 10
     report["fds_plateau"] = plateau
     print(_table(report))
@@ -134,13 +150,14 @@ async def soak(connections: int, minutes: float, out: Path | None) -> int:
 def _write(out: Path, report: dict[str, Any], samples: Samples) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "soak.json").write_text(json.dumps(report, indent=2) + "\n")
-    _plot(samples, report["connections"], out / "soak.png")
+    _plot(samples, report["connections"], report["embedding"], out / "soak.png")
     print(f"wrote {out / 'soak.json'} and {out / 'soak.png'}")
 
 
 def _table(r: dict[str, Any]) -> str:
     rows = [
         ("connections, minutes", f"{r['connections']}, {r['minutes']:g}"),
+        ("embedding runtime", r["embedding"]),
         ("requests (by status)", f"{r['requests']} {r['by_status']}"),
         ("5xx / connection errors", f"{r['server_errors']} / {r['connection_errors']}"),
         ("admitted per second", f"{r['admitted_per_second']:.1f}"),
@@ -151,6 +168,7 @@ def _table(r: dict[str, Any]) -> str:
             f"{r['rss_mb_first_minute']:.0f} / {r['rss_mb_last_minute']:.0f} / "
             f"{r['rss_mb_max']:.0f} MB",
         ),
+        ("RSS growth over the second half", f"{r['rss_mb_second_half_growth']:+.0f} MB"),
         ("RSS after the clients left", f"{r['rss_mb_after']:.0f} MB"),
         (
             "open fds: idle before / max / after",
@@ -163,7 +181,7 @@ def _table(r: dict[str, Any]) -> str:
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
 
 
-def _plot(samples: Samples, connections: int, path: Path) -> None:
+def _plot(samples: Samples, connections: int, embedding: str, path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -179,7 +197,7 @@ def _plot(samples: Samples, connections: int, path: Path) -> None:
     twin.plot(minutes, samples.fds, color="tab:orange", alpha=0.6, label="open fds")
     twin.set_ylabel("open file descriptors")
     twin.set_ylim(bottom=0)
-    ax.set_title(f"iccache router under {connections} connections")
+    ax.set_title(f"iccache router under {connections} connections ({embedding} embedder)")
     fig.legend(loc="center right")
     fig.tight_layout()
     fig.savefig(path, dpi=110)

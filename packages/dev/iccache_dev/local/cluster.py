@@ -229,6 +229,16 @@ class LocalCluster:
             input=json.dumps({"apiVersion": "v1", "kind": "List", "items": items}),
         )
 
+    def api_ready(self) -> bool:
+        return self.kubectl("get", "--raw", "/readyz", check=False, timeout=10).returncode == 0
+
+    def restart_apiserver(self, timeout: float = 60) -> float:
+        """The API server killed (SIGKILL) and started again over the same etcd, as a
+        crashed or upgraded control plane; returns the seconds until it was ready."""
+        (apiserver,) = [p for p in self.processes if p.name == "kube-apiserver"]
+        apiserver.restart()
+        return apiserver.wait_ready(self.api_ready, timeout)
+
     def stop(self) -> None:
         if self.node is not None:
             self.node.stop()

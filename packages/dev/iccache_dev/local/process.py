@@ -86,21 +86,38 @@ class ManagedProcess:
         self.argv = list(argv)
         self.log_path = log_path
         self.grace = grace
+        self.env = {**os.environ, **(env or {})}
         log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log_file = log_path.open("wb")
-        log.info("starting %s: %s", name, " ".join(self.argv))
+        self._spawn()
+
+    def _spawn(self) -> None:
+        log.info("starting %s: %s", self.name, " ".join(self.argv))
         try:
             self.proc = subprocess.Popen(
                 self.argv,
                 stdout=self._log_file,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
-                env={**os.environ, **(env or {})},
+                env=self.env,
                 start_new_session=True,
             )
         except OSError as exc:
             self._log_file.close()
-            raise ServiceError(f"{name}: cannot start {self.argv[0]}: {exc}") from exc
+            raise ServiceError(f"{self.name}: cannot start {self.argv[0]}: {exc}") from exc
+
+    def kill(self) -> None:
+        """SIGKILL to the process group, as a crash or the OOM killer would end it."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
+
+    def restart(self) -> None:
+        """Kill it and start it again with the same command; its log goes on."""
+        self.kill()
+        self._log_file.close()
+        self._log_file = self.log_path.open("ab")
+        self._spawn()
 
     def exit_message(self) -> str | None:
         """None while running; otherwise why it stopped, with the end of its log."""
