@@ -280,6 +280,21 @@ class ServerSettings(_Section):
         description="After the drain: how long requests in flight get to finish",
     )
     public_model: str = Field(default="iccache", description="Model name clients ask for")
+    workers: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="Router processes sharing the ports (SO_REUSEPORT) and learned state "
+        "(Redis); max_concurrency applies to each",
+    )
+
+    @model_validator(mode="after")
+    def _fixed_ports_for_workers(self) -> ServerSettings:
+        if self.workers > 1 and 0 in (self.http_port, self.grpc_port):
+            raise ValueError(
+                "workers > 1 need fixed ports: http_port and grpc_port 0 pick one per process"
+            )
+        return self
 
 
 class JudgeSettings(_Section):

@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import logging
 import math
-import os
 import signal
 import socket
 from collections.abc import AsyncIterator, Iterator
@@ -28,6 +27,7 @@ from iccache_dataplane.api.admin import add_admin_routes
 from iccache_dataplane.api.auth import Authenticator
 from iccache_dataplane.api.grpc_service import create_grpc_server, mark_serving
 from iccache_dataplane.api.openai_http import create_http_app
+from iccache_dataplane.api.replica import replica_name
 from iccache_dataplane.api.slow_clients import head_deadline_protocol
 from iccache_dataplane.backends.client import Backend
 from iccache_dataplane.backends.judge import PairwiseJudge
@@ -165,6 +165,8 @@ async def maintain(parts: Parts) -> None:
                 parts.status["index"] = True
                 log.info("example index %r is ready", parts.settings.redis.index_name)
             await parts.policy.refresh()
+            for arm, outcomes in parts.policy.learned().items():
+                parts.metrics.learned.labels(arm.value).set(outcomes)
             parts.metrics.cache_examples.set(examples)
         except DependencyDown as exc:
             parts.status["index"] = False
@@ -180,8 +182,9 @@ async def serving(parts: Parts) -> AsyncIterator[Runtime]:
     server = parts.settings.server
     http_app = create_http_app(parts.service, parts.auth, parts.status)
     add_admin_routes(http_app, parts.settings.tenancy, parts.store)
+    shared = server.workers > 1  # other workers of this pod listen on the same ports
     grpc_server, grpc_port = create_grpc_server(
-        parts.service, f"{server.host}:{server.grpc_port}", parts.auth
+        parts.service, f"{server.host}:{server.grpc_port}", parts.auth, reuse_port=shared
     )
     too_slow = parts.metrics.errors.labels(ErrorKind.SLOW_CLIENT.value)
     uv = _QuietServer(
@@ -198,7 +201,8 @@ async def serving(parts: Parts) -> AsyncIterator[Runtime]:
         )
     )
     await grpc_server.start()
-    http_task = asyncio.create_task(uv.serve(), name="http")
+    listener = listen_socket(server.host, server.http_port, reuse_port=shared)
+    http_task = asyncio.create_task(uv.serve(sockets=[listener]), name="http")
     try:
         while not uv.started:
             if http_task.done():
@@ -228,6 +232,24 @@ async def serving(parts: Parts) -> AsyncIterator[Runtime]:
         )
 
 
+def listen_socket(host: str, port: int, *, reuse_port: bool) -> socket.socket:
+    """The HTTP listener; with ``reuse_port`` several processes may bind the same port
+    and the kernel spreads connections over them."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    try:
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    sock.listen(2048)
+    sock.setblocking(False)
+    return sock
+
+
 async def _finish(http_task: asyncio.Task[None]) -> None:
     with contextlib.suppress(Exception):
         await http_task
@@ -239,7 +261,7 @@ async def running(
 ) -> AsyncIterator[Runtime]:
     """Serve until the block exits. ``encoder`` lets a caller share a loaded model."""
     parts = await build(settings, encoder)
-    replica = f"{socket.gethostname()}:{os.getpid()}"
+    replica = replica_name()
     loops = [
         asyncio.create_task(maintain(parts), name="maintenance"),
         asyncio.create_task(report_load(parts, replica), name="load-report"),

@@ -187,6 +187,7 @@ def _serve(args: argparse.Namespace, argv: list[str]) -> int:
     from pydantic import ValidationError
 
     from iccache_contract.settings import RouterSettings
+    from iccache_dataplane import workers
     from iccache_dataplane.app import serve as run_server
 
     logging.basicConfig(level=args.log_level.upper(), format=LOG_FORMAT)
@@ -195,6 +196,12 @@ def _serve(args: argparse.Namespace, argv: list[str]) -> int:
     except (OSError, ValueError, ValidationError) as exc:
         print(f"iccache serve: invalid settings: {exc}", file=sys.stderr)
         return 2
+    server = settings.server
+    if server.workers > 1 and not workers.is_worker():
+        argv = workers.worker_argv(str(args.config), args.log_level)
+        return workers.supervise(
+            argv, server.workers, server.drain_seconds + server.shutdown_grace_seconds + 5
+        )
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvicorn[standard] brings it

@@ -2,13 +2,30 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+import os
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, multiprocess
+
+METRICS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"  # set for a pod's workers (see workers.py)
 
 _FAST = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0)
 _SLOW = (0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 16, 32, 64, 128)
 
 
+def merged_registry() -> CollectorRegistry | None:
+    """With several workers: a registry that collects every worker's metrics from the
+    shared folder; otherwise None (one process: its own registry)."""
+    if METRICS_DIR_ENV not in os.environ:
+        return None
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    return registry
+
+
 class Metrics:
+    """Gauges say how several workers' values combine (``multiprocess_mode``); it only
+    matters when they write to a shared folder."""
+
     def __init__(self) -> None:
         r = self.registry = CollectorRegistry()
         self.requests = Counter(
@@ -23,6 +40,7 @@ class Metrics:
         self.offload_ratio = Gauge(
             "iccache_offload_ratio",
             "Share of model-served requests answered by the small model",
+            multiprocess_mode="mostrecent",
             registry=r,
         )
         self.examples = Histogram(
@@ -52,7 +70,11 @@ class Metrics:
             registry=r,
         )
         self.backend_in_flight = Gauge(
-            "iccache_backend_in_flight", "Backend requests in flight", ["backend"], registry=r
+            "iccache_backend_in_flight",
+            "Backend requests in flight",
+            ["backend"],
+            multiprocess_mode="livesum",
+            registry=r,
         )
         self.tokens = Counter(
             "iccache_tokens", "Tokens processed by backend", ["backend", "kind"], registry=r
@@ -67,7 +89,18 @@ class Metrics:
         )
         self.exact_hits = Counter("iccache_exact_hits", "Answers served from the cache", registry=r)
         self.cache_examples = Gauge(
-            "iccache_cache_examples", "Examples in the cache (all tenants)", registry=r
+            "iccache_cache_examples",
+            "Examples in the cache (all tenants)",
+            multiprocess_mode="mostrecent",
+            registry=r,
+        )
+        self.learned = Gauge(
+            "iccache_learned_outcomes",
+            "Outcomes the routing policy has learned from, all replicas' (shared in Redis), "
+            "by arm; with several workers one series per process (pid)",
+            ["arm"],
+            multiprocess_mode="liveall",
+            registry=r,
         )
         self.admissions = Counter(
             "iccache_admissions",

@@ -80,6 +80,13 @@ def _add_bench(commands: Commands) -> None:
         choices=["onnx", "torch"],
         help="embedding runtimes to measure, one router each, in this run",
     )
+    overhead.add_argument(
+        "--workers",
+        type=int,
+        nargs="+",
+        default=[1],
+        help="router processes per setup (server.workers), one router each",
+    )
     overhead.set_defaults(run=_overhead)
     scale = benches.add_parser(
         "cache", help="the example cache at scale: load rate, memory per example, KNN latency"
@@ -123,7 +130,12 @@ def _overhead(args: argparse.Namespace, argv: list[str]) -> int:
 
     return asyncio.run(
         run_overhead(
-            args.requests, args.concurrency, args.seed_examples, args.json, tuple(args.embedding)
+            args.requests,
+            args.concurrency,
+            args.seed_examples,
+            args.json,
+            tuple(args.embedding),
+            tuple(args.workers),
         )
     )
 

@@ -373,6 +373,13 @@ class RouterSpec(_Obj):
     shutdown_grace_seconds: float = Field(
         default=20, ge=0, le=3600, description="Then requests in flight get this long to finish"
     )
+    workers: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="Router processes per pod, sharing its ports and learned state; "
+        "give the pod about one CPU each",
+    )
 
 
 # The router's server settings that RouterSpec sets, by the same names.
@@ -386,6 +393,7 @@ SERVER_FIELDS = (
     "body_timeout_seconds",
     "drain_seconds",
     "shutdown_grace_seconds",
+    "workers",
 )
 
 

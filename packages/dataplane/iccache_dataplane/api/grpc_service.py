@@ -174,14 +174,19 @@ def metadata(context: grpc.aio.ServicerContext) -> dict[str, str]:
 
 
 def create_grpc_server(
-    service: RouterService, address: str, auth: Authenticator
+    service: RouterService, address: str, auth: Authenticator, *, reuse_port: bool = False
 ) -> tuple[grpc.aio.Server, int]:
-    """A server bound to ``address`` (port 0 picks one); returns it with its port."""
+    """A server bound to ``address`` (port 0 picks one); returns it with its port. With
+    ``reuse_port`` other processes may serve the same port (grpc's Linux default is on;
+    off here, so that a second router cannot silently share a port by mistake)."""
     limit = service.settings.server.max_body_bytes
     server = grpc.aio.server(
         interceptors=[ErrorStatusInterceptor(service.metrics)],
-        # Larger messages get RESOURCE_EXHAUSTED from grpc itself, naming both sizes.
-        options=[("grpc.max_receive_message_length", limit)],
+        options=[
+            # Larger messages get RESOURCE_EXHAUSTED from grpc itself, naming both sizes.
+            ("grpc.max_receive_message_length", limit),
+            ("grpc.so_reuseport", 1 if reuse_port else 0),
+        ],
     )
     pb_grpc.add_RouterServicer_to_server(RouterServicer(service, auth), server)
     health_servicer = health.aio.HealthServicer()

@@ -45,8 +45,10 @@ from iccache_dataplane.api.openai_schema import (
     FeedbackIn,
     _Common,
 )
+from iccache_dataplane.api.replica import ReplicaHeader, replica_name
 from iccache_dataplane.core.domain import ChatMessage, Decision, Delta, RouterRequest, Usage
 from iccache_dataplane.core.errors import ErrorKind, IccacheError
+from iccache_dataplane.metrics import merged_registry
 from iccache_dataplane.requestpath.service import RouterService
 
 HTTP_STATUS = {
@@ -126,6 +128,7 @@ def create_http_app(
         on_reject=too_large.inc,
         on_timeout=too_slow.inc,
     )
+    app.add_middleware(ReplicaHeader, replica=replica_name())
     status = ready if ready is not None else {}
 
     @app.exception_handler(IccacheError)
@@ -256,7 +259,8 @@ def create_http_app(
 
     @app.get(names.METRICS_PATH, response_class=PlainTextResponse)  # documented as text/plain
     async def metrics() -> Response:
-        return Response(generate_latest(service.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+        registry = merged_registry() or service.metrics.registry  # merged: workers' too
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     return app
 

@@ -113,13 +113,24 @@ class Planner:
         text = retrieval_text(req.messages, self.settings.retrieval.context_turns)
         allowed = self._eligibility(decision, req)
 
+        # The exact check's round trip to Redis runs while the text is embedded: a miss
+        # (the usual case) waits for the embedding only; a hit drops the embedding,
+        # which under load is still queued and never runs.
+        embedding: asyncio.Task[Vector] | None = None
+        if not req.skip_cache and (allowed.examples or allowed.store) and text:
+            embedding = asyncio.create_task(self._embedding(text))
         if allowed.exact_hits and self._exact_allowed(req):
-            answer = await self._exact(decision, req)
+            try:
+                answer = await self._exact(decision, req)
+            except BaseException:
+                _drop(embedding)
+                raise
             if answer is not None:
+                _drop(embedding)
                 return Plan(decision, [], None, [], exact_answer=answer, retrieval_text=text)
 
-        if not req.skip_cache and (allowed.examples or allowed.store) and text:
-            vector = await self._embed(decision, text)
+        if embedding is not None:
+            vector = await self._embedded(decision, embedding)
             if vector is not None:
                 candidates = await self._retrieve(decision, vector)
 
@@ -178,15 +189,18 @@ class Planner:
         decision.backend_model = hit.model
         return hit.response
 
-    async def _embed(self, decision: Decision, text: str) -> Vector | None:
+    async def _embedding(self, text: str) -> Vector:
         if self.embedder is None:
-            mark_degraded(decision, self.metrics, "embedder")
-            return None
+            raise DependencyDown("no embedder")
+        with self._stage("embed"):
+            return await asyncio.wait_for(self.embedder.embed(text), EMBED_TIMEOUT_SECONDS)
+
+    async def _embedded(self, decision: Decision, embedding: asyncio.Task[Vector]) -> Vector | None:
         try:
-            with self._stage("embed"):
-                return await asyncio.wait_for(self.embedder.embed(text), EMBED_TIMEOUT_SECONDS)
+            return await embedding
         except (DependencyDown, TimeoutError) as exc:
-            log.warning("embedding failed, routing without examples: %s", exc)
+            if self.embedder is not None:
+                log.warning("embedding failed, routing without examples: %s", exc)
             mark_degraded(decision, self.metrics, "embedder")
             return None
 
@@ -232,6 +246,13 @@ class Planner:
 
     def _stage(self, name: str) -> _Timer:
         return _Timer(self.metrics, name)
+
+
+def _drop(task: asyncio.Task[Vector] | None) -> None:
+    """Cancel an embedding no longer needed; its outcome is not waited for."""
+    if task is not None:
+        task.cancel()
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())
 
 
 class _Timer:

@@ -141,6 +141,9 @@ class BanditPolicy:
         if self.store is not None:
             await self.store.add(route, d_a, d_b)
 
+    def learned(self) -> dict[Route, int]:
+        return {arm: ridge.observations for arm, ridge in self._arms.items()}
+
     async def refresh(self) -> None:
         """Replace the local statistics with the shared ones (all replicas' outcomes)."""
         if self.store is None:

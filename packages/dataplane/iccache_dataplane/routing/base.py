@@ -30,6 +30,10 @@ class RoutingPolicy(Protocol):
         """Reload shared state (what other replicas learned); called periodically."""
         ...
 
+    def learned(self) -> dict[Route, int]:
+        """Outcomes learned from, by arm (empty for a policy that does not learn)."""
+        ...
+
 
 def load_relief(load: LoadSnapshot, high_load: float, relief: float) -> float:
     """How much to lower the small model's quality bar because the large one is busy.

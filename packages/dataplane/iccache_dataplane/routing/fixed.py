@@ -24,3 +24,6 @@ class FixedPolicy:
 
     async def refresh(self) -> None:
         return None
+
+    def learned(self) -> dict[Route, int]:
+        return {}

@@ -31,3 +31,6 @@ class ThresholdPolicy:
 
     async def refresh(self) -> None:
         return None
+
+    def learned(self) -> dict[Route, int]:
+        return {}
