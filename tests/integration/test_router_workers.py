@@ -35,8 +35,12 @@ def router(redis_server: LocalRedis, tmp_path: Path) -> Iterator[StandInRouter]:
 
 
 def learned(router: StandInRouter) -> dict[str, float]:
-    """Outcomes learned, summed over arms, by worker pid (from the merged metrics)."""
-    text = httpx.get(router.url + "/metrics", timeout=10).text
+    """Outcomes learned, summed over arms, by worker pid (from the merged metrics);
+    nothing when the connection was reset (it reached a worker as it was killed)."""
+    try:
+        text = httpx.get(router.url + "/metrics", timeout=10).text
+    except httpx.TransportError:
+        return {}
     totals: dict[str, float] = {}
     for _, pid, value in LEARNED.findall(text):
         totals[pid] = totals.get(pid, 0.0) + float(value)

@@ -65,7 +65,10 @@ class EmbeddingSettings(_Section):
     )
     batch_size: int = Field(default=64, ge=1, le=1024)
     threads: int = Field(
-        default=0, ge=0, le=256, description="torch threads for embedding; 0: torch's default"
+        default=0,
+        ge=0,
+        le=256,
+        description="embedding threads (ONNX Runtime intra-op, or torch); 0: the runtime default",
     )
     max_wait_ms: float = Field(
         default=0.0, ge=0, le=100, description="Extra wait to grow a batch (0: take what is queued)"

@@ -87,6 +87,20 @@ def _add_bench(commands: Commands) -> None:
         default=[1],
         help="router processes per setup (server.workers), one router each",
     )
+    overhead.add_argument(
+        "--max-wait-ms",
+        type=float,
+        nargs="+",
+        default=[0.0],
+        help="embedding.max_wait_ms values to measure (extra wait to grow a batch)",
+    )
+    overhead.add_argument(
+        "--embed-threads",
+        type=int,
+        nargs="+",
+        default=[0],
+        help="embedding.threads values to measure (0: the runtime's default)",
+    )
     overhead.set_defaults(run=_overhead)
     scale = benches.add_parser(
         "cache", help="the example cache at scale: load rate, memory per example, KNN latency"
@@ -136,6 +150,8 @@ def _overhead(args: argparse.Namespace, argv: list[str]) -> int:
             args.json,
             tuple(args.embedding),
             tuple(args.workers),
+            tuple(args.max_wait_ms),
+            tuple(args.embed_threads),
         )
     )
 

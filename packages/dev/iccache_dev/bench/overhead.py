@@ -97,6 +97,8 @@ class Result:
     routes: dict[str, int]
     embedding: str = ""
     workers: int = 1
+    max_wait_ms: float = 0.0
+    embed_threads: int = 0
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -192,6 +194,8 @@ async def bench(
     out: Path | None,
     embeddings: tuple[str, ...] = EMBEDDINGS,
     workers: tuple[int, ...] = (1,),
+    max_waits: tuple[float, ...] = (0.0,),
+    embed_threads: tuple[int, ...] = (0,),
 ) -> int:
     rng = random.Random(1)
     pool = questions()
@@ -211,28 +215,30 @@ async def bench(
         )
         print(f"seeding {len(seeded)} examples with real embeddings ...", flush=True)
         await seed(redis.url, "bench", seeded)
-        for runtime in embeddings:
-            for count in workers:
-                setup = f"{runtime}, {count} worker{'s' if count > 1 else ''}"
-                print(f"router with the {setup}:", flush=True)
-                found, stage_ms = await _measure(
-                    work, runtime, count, redis.url, rport, asked, requests, concurrencies, rng
-                )
-                results += found
-                stages[setup] = stage_ms
+        for runtime, count, wait, threads in itertools.product(
+            embeddings, workers, max_waits, embed_threads
+        ):
+            setup = Setup(runtime, count, wait, threads)
+            print(f"router with {setup}:", flush=True)
+            found, stage_ms = await _measure(
+                work, setup, redis.url, rport, asked, requests, concurrencies, rng
+            )
+            results += found
+            stages[str(setup)] = stage_ms
     finally:
         if responder is not None:
             responder.stop()
         redis.stop()
 
     print("\nRouter overhead (backends answer instantly; Redis, embedder and router are real)")
-    header = ("embedder", "workers", "in flight", "requests", "p50 ms", "p90 ms", "p99 ms", "req/s")
+    header = ["embedder", "workers", "wait ms", "threads", "in flight", "requests"]
+    header += ["p50 ms", "p90 ms", "p99 ms", "req/s"]
     print(" ".join(f"{h:>9}" for h in header) + "  routes")
     for r in results:
         row = (r.p50_ms, r.p90_ms, r.p99_ms, r.throughput_rps)
         cells = " ".join(f"{v:>9.1f}" for v in row)
-        first = f"{r.embedding:>9} {r.workers:>9} {r.concurrency:>9} {r.requests:>9}"
-        print(f"{first} {cells}  {r.routes}")
+        first = f"{r.embedding:>9} {r.workers:>9} {r.max_wait_ms:>9g} {r.embed_threads:>9}"
+        print(f"{first} {r.concurrency:>9} {r.requests:>9} {cells}  {r.routes}")
     for runtime, stage_ms in stages.items():
         means = ", ".join(f"{k} {v:.2f}" for k, v in sorted(stage_ms.items()))
         print(f"mean time per stage, {runtime} (ms): {means}")
@@ -251,10 +257,26 @@ async def bench(
     return 0 if all(r.errors == 0 for r in results) else 1
 
 
+@dataclass(frozen=True)
+class Setup:
+    """One router configuration the benchmark measures."""
+
+    embedding: str
+    workers: int = 1
+    max_wait_ms: float = 0.0  # embedding.max_wait_ms
+    embed_threads: int = 0  # embedding.threads (0: the runtime's default)
+
+    def __str__(self) -> str:
+        plural = "s" if self.workers > 1 else ""
+        return (
+            f"{self.embedding}, {self.workers} worker{plural}, wait {self.max_wait_ms:g} ms, "
+            f"threads {self.embed_threads or 'default'}"
+        )
+
+
 async def _measure(
     work: Path,
-    runtime: str,
-    workers: int,
+    setup: Setup,
     redis_url: str,
     rport: int,
     asked: list[str],
@@ -262,7 +284,8 @@ async def _measure(
     concurrencies: list[int],
     rng: random.Random,
 ) -> tuple[list[Result], dict[str, float]]:
-    """Start a router with this embedding runtime and worker count, load it, stop it."""
+    """Start a router of this setup, load it, stop it."""
+    runtime, workers = setup.embedding, setup.workers
     hport, gport = free_port(), free_port()
     config = {
         "small": {
@@ -280,9 +303,13 @@ async def _measure(
             "workers": workers,
         },
         "routing": {"exploration_rate": 0.0},
-        "embedding": {"model_path": embedding_folder(runtime)},
+        "embedding": {
+            "model_path": embedding_folder(runtime),
+            "max_wait_ms": setup.max_wait_ms,
+            "threads": setup.embed_threads,
+        },
     }
-    name = f"router-{runtime}-{workers}"
+    name = f"router-{runtime}-{workers}-{setup.max_wait_ms:g}-{setup.embed_threads}"
     path = work / f"{name}.yaml"
     path.write_text(yaml.safe_dump(config))
     argv = [sys.executable, "-m", "iccache_dataplane.cli", "serve", "--config", str(path)]
@@ -308,6 +335,7 @@ async def _measure(
             prompts = [rng.choice(asked) + f" (#{i})" for i in range(requests)]
             result = await run_load(base, prompts, c)
             result.embedding, result.workers = runtime, workers
+            result.max_wait_ms, result.embed_threads = setup.max_wait_ms, setup.embed_threads
             results.append(result)
             print(
                 f"  {c:>3} in flight: p50 {result.p50_ms:6.1f} ms  p99 {result.p99_ms:6.1f} ms  "

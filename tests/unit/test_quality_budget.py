@@ -1,0 +1,132 @@
+"""The quality budget's estimator and controller on simulated streams with a known loss
+rate: the bound covers the true rate as often as it says, the controller settles with
+the true loss within budget, and it follows a step change both ways."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+import pytest
+
+from iccache_dataplane.core.quality_budget import (
+    LossWindow,
+    Steering,
+    SteeringRules,
+    steer,
+    wilson_interval,
+    z_score,
+)
+
+Z95 = z_score(0.95)
+
+
+def test_z_score_and_wilson_interval_match_known_values() -> None:
+    assert pytest.approx(1.959964, abs=1e-6) == Z95
+    low, high = wilson_interval(10, 100, Z95)  # a textbook case
+    assert (low, high) == (pytest.approx(0.0552, abs=1e-4), pytest.approx(0.1744, abs=1e-4))
+    assert wilson_interval(0, 0, Z95) == (0.0, 1.0)
+    assert wilson_interval(0, 200, Z95)[1] == pytest.approx(0.01885, abs=1e-4)
+
+
+@pytest.mark.parametrize("true_rate", [0.01, 0.02, 0.05])
+def test_the_upper_bound_covers_the_true_rate_as_often_as_stated(true_rate: float) -> None:
+    rng = random.Random(7)
+    trials, covered = 2000, 0
+    for _ in range(trials):
+        window = LossWindow(400)
+        for _ in range(400):
+            window.add(0.0, rng.random() < true_rate)
+        covered += window.estimate(Z95).upper >= true_rate
+    # Two-sided 95%: the upper end alone should hold about 97.5% of the time.
+    assert covered / trials >= 0.96
+
+
+def test_the_window_forgets_old_outcomes_and_counts_only_what_an_offset_offloads() -> None:
+    window = LossWindow(10)
+    for _ in range(10):
+        window.add(0.0, True)
+    for margin in range(10):
+        window.add(margin / 10, margin < 3)  # the three lowest margins lost
+    everything = window.estimate(Z95)
+    assert (everything.samples, everything.losses, window.total) == (10, 3, 20)
+    raised = window.estimate(Z95, offset=0.3)
+    assert (raised.samples, raised.losses) == (7, 0)
+
+
+@dataclass
+class Workload:
+    """Requests with a predicted quality q ~ U(0, 1); the small model loses against the
+    large one with probability ``scale * (1 - q)``; routed small when q >= bar."""
+
+    scale: float
+    base_bar: float = 0.5
+
+    def true_loss(self, offset: float) -> float:
+        bar = min(1.0, self.base_bar + offset)
+        return self.scale * (1 - (1 + bar) / 2)  # mean of scale * (1 - q) over q >= bar
+
+    def offload(self, offset: float) -> float:
+        return max(0.0, 1 - (self.base_bar + offset))
+
+
+def run(
+    workload: Workload,
+    rules: SteeringRules,
+    requests: int,
+    rng: random.Random,
+    state: Steering | None = None,
+    window: LossWindow | None = None,
+) -> tuple[Steering, LossWindow, list[float]]:
+    """The controller fed with shadow outcomes of small-routed requests (a tenth of
+    them are judged; 5% of requests go small whatever the bar, as the bandit explores);
+    returns its state, its window and the offset after each request."""
+    state = state or Steering()
+    window = window or LossWindow(3000)
+    offsets = []
+    for _ in range(requests):
+        q = rng.random()
+        margin = q - workload.base_bar
+        offloaded = margin >= state.offset or rng.random() < 0.05
+        if offloaded and rng.random() < 0.1:
+            window.add(margin, rng.random() < workload.scale * (1 - q))
+            state = steer(state, window.estimate(Z95, state.offset), window.total, rules)
+        offsets.append(state.offset)
+    return state, window, offsets
+
+
+RULES = SteeringRules(max_loss=0.02, step=0.02, hold=250, min_samples=500)
+
+
+def test_the_controller_settles_within_budget_without_oscillating() -> None:
+    workload = Workload(scale=0.12)  # at offset 0 the true loss is 3%: over budget
+    assert workload.true_loss(0.0) > RULES.max_loss
+    state, _, offsets = run(workload, RULES, 300_000, random.Random(3))
+    settled = offsets[len(offsets) // 2 :]
+    assert all(workload.true_loss(o) <= RULES.max_loss for o in settled)
+    assert workload.offload(state.offset) > 0.1  # it still offloads
+    values = sorted(set(offsets[-len(offsets) // 4 :]))
+    assert len(values) <= 2, f"the offset kept moving: {values}"
+    if len(values) == 2:
+        assert values[1] - values[0] == pytest.approx(RULES.step)
+
+
+def test_the_controller_follows_a_step_change_both_ways() -> None:
+    rng = random.Random(5)
+    normal, worse = Workload(scale=0.06), Workload(scale=0.24)
+    state, window, _ = run(normal, RULES, 200_000, rng)
+    calm = state.offset
+    assert normal.true_loss(calm) <= RULES.max_loss
+
+    # The small model gets worse (say its examples stop helping): the bar rises until
+    # the true loss is back within budget, and offload falls.
+    state, window, _ = run(worse, RULES, 300_000, rng, state, window)
+    assert state.offset > calm
+    assert worse.true_loss(state.offset) <= RULES.max_loss
+    assert worse.offload(state.offset) < normal.offload(calm)
+
+    # It recovers: there is room again, and offload rises again.
+    raised = state.offset
+    state, _, _ = run(normal, RULES, 300_000, rng, state, window)
+    assert state.offset < raised
+    assert normal.true_loss(state.offset) <= RULES.max_loss
