@@ -15,6 +15,7 @@ from pydantic import BaseModel
 
 from iccache_contract.settings import (
     IneligibleSettings,
+    QualitySettings,
     RetrievalSettings,
     RoutingSettings,
     ServerSettings,
@@ -23,6 +24,7 @@ from iccache_operator.api import (
     SERVER_FIELDS,
     InContextCacheSpec,
     IneligibleSpec,
+    QualitySpec,
     RetrievalSpec,
     RouterSpec,
     RoutingSpec,
@@ -35,6 +37,7 @@ OWNER = Owner("demo", "ml", "uid-1")
 PAIRS = [
     ("retrieval", RetrievalSpec, RetrievalSettings),
     ("routing", RoutingSpec, RoutingSettings),
+    ("routing.quality", QualitySpec, QualitySettings),
     ("cache.ineligible", IneligibleSpec, IneligibleSettings),
 ]
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -100,6 +100,54 @@ class RetrievalSettings(_Section):
     )
 
 
+class QualitySettings(_Section):
+    """The quality budget: shadow comparisons of small answers against the large model,
+    an online loss estimate, and a routing bar steered to keep it (see the README)."""
+
+    max_loss: float | None = Field(
+        default=None,
+        gt=0,
+        lt=1,
+        description="Largest share of small-model answers allowed to be worse than the large "
+        "model's; the bar is steered so that the estimate's upper bound stays within it "
+        "(None: estimate only, do not steer)",
+    )
+    tenants: dict[str, Annotated[float, Field(gt=0, lt=1)]] = Field(
+        default_factory=dict, description="A tenant's own max_loss (its own estimate and bar)"
+    )
+    confidence: float = Field(default=0.95, ge=0.5, le=0.999, description="Of the bound")
+    shadow_rate: float = Field(
+        default=0.0,
+        ge=0,
+        le=1,
+        description="Share of small-routed answers also answered by the large model off the "
+        "response path and compared (0: no shadow comparisons)",
+    )
+    shadow_max_large_load: float = Field(
+        default=0.5,
+        ge=0,
+        le=1,
+        description="Shadow only while the large model's load (in flight / max) is below this",
+    )
+    shadow_tokens_per_minute: int = Field(
+        default=20_000, ge=0, description="Large-model tokens the shadow calls may spend"
+    )
+    agreement_threshold: float = Field(
+        default=0.8,
+        ge=-1,
+        le=1,
+        description="Without a judge: a small answer whose embedding has at least this "
+        "cosine with the large answer's counts as no worse",
+    )
+    window: int = Field(default=3000, ge=10, le=1_000_000, description="Outcomes estimated")
+    step: float = Field(default=0.02, gt=0, le=0.5, description="Bar move per step")
+    hold: int = Field(default=250, ge=1, description="New outcomes between moves")
+    min_samples: int = Field(default=500, ge=1, description="Outcomes before steering")
+
+    def budget(self, tenant: str) -> float | None:
+        return self.tenants.get(tenant, self.max_loss)
+
+
 class RoutingSettings(_Section):
     policy: PolicyName = "bandit"
     exploration_rate: float = Field(default=0.05, ge=0, le=1)
@@ -124,6 +172,7 @@ class RoutingSettings(_Section):
     load_relief: float = Field(
         default=0.3, ge=0, le=1, description="How far the quality bar drops at full load"
     )
+    quality: QualitySettings = Field(default_factory=QualitySettings)
 
 
 class IneligibleSettings(_Section):

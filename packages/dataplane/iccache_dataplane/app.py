@@ -36,6 +36,7 @@ from iccache_dataplane.core.errors import DependencyDown, ErrorKind
 from iccache_dataplane.embedding import BatchingEmbedder, Encoder, load_encoder
 from iccache_dataplane.metrics import Metrics
 from iccache_dataplane.requestpath.service import RouterService
+from iccache_dataplane.requestpath.shadow import ShadowComparer
 from iccache_dataplane.routing.base import RoutingPolicy
 from iccache_dataplane.routing.registry import make_policy
 from iccache_dataplane.storage.connect import example_store, layout_of, redis_client
@@ -114,9 +115,16 @@ async def build(settings: RouterSettings, encoder: Encoder | None = None) -> Par
     layout = layout_of(settings)
     policy = make_policy(settings.routing, RedisBanditStore(client, layout, len(FEATURE_NAMES)))
     backends = {route: Backend(route, getattr(settings, route.value)) for route in Route}
+    judging = settings.judge.base_url is not None
     judge = (
         PairwiseJudge(settings.judge, backends[Route.LARGE])
-        if settings.judge.base_url and settings.judge.sample_rate > 0
+        if judging and (settings.judge.sample_rate > 0 or settings.routing.quality.shadow_rate > 0)
+        else None
+    )
+    quality = settings.routing.quality
+    shadow = (
+        ShadowComparer(quality, backends[Route.LARGE], embedder, judge)
+        if quality.shadow_rate > 0
         else None
     )
     service = RouterService(
@@ -128,6 +136,7 @@ async def build(settings: RouterSettings, encoder: Encoder | None = None) -> Par
         metrics=metrics,
         judge=judge,
         limiter=RateLimiter(client, layout),
+        shadow=shadow,
     )
     board = LoadBoard(client, layout)
     status = {"started": False, "index": False}

@@ -143,6 +143,47 @@ class Metrics:
             "After-response work dropped under overload",
             registry=r,
         )
+        quality = ["scope"]  # "*" (overall) or a tenant with a budget of its own
+        self.quality_outcomes = Counter(
+            "iccache_quality_outcomes",
+            "Judged small-model answers (shadow comparisons, feedback), by result",
+            [*quality, "result"],
+            registry=r,
+        )
+        self.quality_loss = Gauge(
+            "iccache_quality_loss",
+            "Estimated share of small answers worse than the large model's, at the current bar",
+            quality,
+            multiprocess_mode="liveall",
+            registry=r,
+        )
+        self.quality_loss_upper = Gauge(
+            "iccache_quality_loss_upper",
+            "Upper confidence bound of that estimate (the budget applies to it)",
+            quality,
+            multiprocess_mode="liveall",
+            registry=r,
+        )
+        self.quality_samples = Gauge(
+            "iccache_quality_samples",
+            "Judged answers behind the estimate",
+            quality,
+            multiprocess_mode="liveall",
+            registry=r,
+        )
+        self.quality_bar_offset = Gauge(
+            "iccache_quality_bar_offset",
+            "Added to the routing bar by the quality budget (positive: less offload)",
+            quality,
+            multiprocess_mode="liveall",
+            registry=r,
+        )
+        self.shadow = Counter(
+            "iccache_shadow_comparisons",
+            "Shadow comparisons of small answers against the large model, by result",
+            ["result"],
+            registry=r,
+        )
         self._small = 0
         self._large = 0
         self.exact_served = 0

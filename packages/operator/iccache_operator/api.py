@@ -4,7 +4,7 @@ of truth. The CRD's OpenAPI schema is generated from these models
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
@@ -268,6 +268,42 @@ class RetrievalSpec(_Obj):
     )
 
 
+class QualitySpec(_Obj):
+    """The quality budget (see the README): shadow comparisons, a loss estimate with a
+    confidence bound, and a routing bar steered to keep the bound within maxLoss."""
+
+    max_loss: float | None = Field(
+        default=None,
+        gt=0,
+        lt=1,
+        description="Largest share of small answers allowed to be worse than the large "
+        "model's (for example 0.02); unset: estimate only",
+    )
+    tenants: dict[str, Annotated[float, Field(gt=0, lt=1)]] = Field(
+        default_factory=dict, max_length=1000, description="A tenant's own maxLoss"
+    )
+    confidence: float = Field(default=0.95, ge=0.5, le=0.999, description="Of the bound")
+    shadow_rate: float = Field(
+        default=0.0, ge=0, le=1, description="Share of small answers compared with the large's"
+    )
+    shadow_max_large_load: float = Field(
+        default=0.5, ge=0, le=1, description="Shadow only while the large model is this idle"
+    )
+    shadow_tokens_per_minute: int = Field(
+        default=20_000, ge=0, description="Large-model tokens shadow calls may spend"
+    )
+    agreement_threshold: float = Field(
+        default=0.8,
+        ge=-1,
+        le=1,
+        description="Without a judge: answer cosine that counts as agreeing",
+    )
+    window: int = Field(default=3000, ge=10, le=1_000_000, description="Outcomes estimated")
+    step: float = Field(default=0.02, gt=0, le=0.5, description="Bar move per step")
+    hold: int = Field(default=250, ge=1, description="New outcomes between moves")
+    min_samples: int = Field(default=500, ge=1, description="Outcomes before steering")
+
+
 class RoutingSpec(_Obj):
     policy: Literal["bandit", "threshold", "always-small", "always-large"] = "bandit"
     exploration_rate: float = Field(default=0.05, ge=0, le=1)
@@ -292,6 +328,7 @@ class RoutingSpec(_Obj):
     load_relief: float = Field(
         default=0.3, ge=0, le=1, description="How far the quality bar drops at full load"
     )
+    quality: QualitySpec = Field(default_factory=QualitySpec)
 
 
 class TenantLimitsSpec(_Obj):

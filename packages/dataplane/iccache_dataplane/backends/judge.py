@@ -72,18 +72,36 @@ class PairwiseJudge:
         params = GenerationParams(max_tokens=256, temperature=0.0)
         try:
             large_answer = (await self._large.complete(conversation, params)).text
-            small_is_a = self._rng.random() < 0.5
-            a, b = (small_answer, large_answer) if small_is_a else (large_answer, small_answer)
+        except IccacheError as exc:
+            log.warning("judging skipped: %s", exc)
+            return Verdict.UNPARSED
+        return await self.verdict(question, small_answer, large_answer, self._rng.random() < 0.5)
+
+    async def verdict(
+        self, question: str, small_answer: str, large_answer: str, small_is_a: bool
+    ) -> Verdict:
+        """The judge's reading of the two answers in the given order."""
+        a, b = (small_answer, large_answer) if small_is_a else (large_answer, small_answer)
+        try:
             reply = await self._client.chat.completions.create(
                 model=self.settings.model,
                 messages=[{"role": "user", "content": PROMPT.format(question=question, a=a, b=b)}],
                 max_tokens=4,
                 temperature=0.0,
             )
-        except (IccacheError, openai.OpenAIError) as exc:
+        except openai.OpenAIError as exc:
             log.warning("judging skipped: %s", exc)
             return Verdict.UNPARSED
         return read_verdict(reply.choices[0].message.content or "", small_is_a)
+
+    async def both_orders(self, question: str, small_answer: str, large_answer: str) -> Verdict:
+        """Asked twice, each answer first once: the small answer is worse only if the
+        judge says so both times (a verdict that flips with the order is a tie)."""
+        first = await self.verdict(question, small_answer, large_answer, True)
+        second = await self.verdict(question, small_answer, large_answer, False)
+        if Verdict.UNPARSED in (first, second):
+            return first if second is Verdict.UNPARSED else second
+        return first if first is second else Verdict.TIE
 
     async def close(self) -> None:
         await self._client.close()

@@ -144,6 +144,7 @@ class RouteChoice:
     reason: str
     explored: bool = False
     predicted_quality: float | None = None
+    margin: float | None = None  # predicted quality over the bar, before the budget's offset
 
 
 @dataclass
@@ -162,6 +163,7 @@ class Decision:
     degraded: list[str] = field(default_factory=list)  # what was down
     fell_back: bool = False
     predicted_quality: float | None = None
+    margin: float | None = None  # see RouteChoice.margin
     ineligible: str | None = None  # why the cache could not serve this request faithfully
 
     @property

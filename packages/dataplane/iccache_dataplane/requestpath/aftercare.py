@@ -4,6 +4,7 @@ sample, update the examples' statistics, save the decision and admit the answer.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Coroutine
 from typing import Any
@@ -17,7 +18,7 @@ from iccache_dataplane.core.domain import (
     Usage,
     estimate_tokens,
 )
-from iccache_dataplane.core.errors import DependencyDown
+from iccache_dataplane.core.errors import DependencyDown, UnknownRequest
 from iccache_dataplane.core.prompting import conversation_text, prompt_tokens
 from iccache_dataplane.metrics import Metrics
 from iccache_dataplane.requestpath.admission import Admission, admit, example_text
@@ -25,6 +26,7 @@ from iccache_dataplane.requestpath.decisions import DecisionLog
 from iccache_dataplane.requestpath.feedback import Feedback
 from iccache_dataplane.requestpath.planning import Plan
 from iccache_dataplane.requestpath.ports import Backends, ExampleIndex, Judge, Limiter
+from iccache_dataplane.requestpath.shadow import ShadowComparer
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +52,10 @@ class Aftercare:
         feedback: Feedback,
         judge: Judge | None = None,
         limiter: Limiter | None = None,
+        shadow: ShadowComparer | None = None,
     ) -> None:
         self.limiter = limiter
+        self.shadow = shadow
         self.settings = settings
         self.index = index
         self.backends = backends
@@ -99,7 +103,9 @@ class Aftercare:
     # -- off the hot path ---------------------------------------------------------------
     async def _learn(self, plan: Plan, req: RouterRequest, text: str) -> None:
         d = plan.decision
-        if self.judge is not None and d.route is Route.SMALL and self.judge.sampled():
+        if d.route is Route.SMALL and self.shadow is not None:
+            await self._shadow(d, req, text)
+        elif self.judge is not None and d.route is Route.SMALL and self.judge.sampled():
             verdict = await self.judge.judge(req.messages, req.query, text)
             self.metrics.judge_verdicts.labels(verdict.value).inc()
             if verdict.reward is not None:
@@ -113,6 +119,21 @@ class Aftercare:
             await self._admit(plan, req, text)
         except DependencyDown as exc:
             log.warning("after-response work skipped, redis failed: %s", exc)
+
+    async def _shadow(self, d: Decision, req: RouterRequest, text: str) -> None:
+        """A shadow comparison of this small answer, when sampled; its outcome teaches the
+        policy and the examples (as feedback would) and counts in the quality budget."""
+        expected = prompt_tokens(req.messages) + estimate_tokens(text)
+        if self.shadow is None or not self.shadow.sampled(expected):
+            return
+        compared = await self.shadow.compare(req, text)
+        if compared is None:
+            self.metrics.shadow.labels("skipped").inc()
+            return
+        self.metrics.shadow.labels("loss" if compared.lost else "no_loss").inc()
+        source = f"shadow-{compared.source}"
+        with contextlib.suppress(UnknownRequest):
+            await self.feedback.apply(d.request_id, 0.0 if compared.lost else 1.0, source=source)
 
     async def _admit(self, plan: Plan, req: RouterRequest, text: str) -> None:
         cache = self.settings.cache

@@ -22,10 +22,11 @@ class DecisionRecord:
     route: Route
     example_ids: tuple[str, ...]
     features: RequestFeatures | None
+    margin: float | None = None  # predicted quality over the routing bar (quality budget)
 
     @classmethod
     def of(cls, d: Decision) -> DecisionRecord:
-        return cls(d.tenant, d.route, tuple(d.example_ids), d.features)
+        return cls(d.tenant, d.route, tuple(d.example_ids), d.features, d.margin)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -33,6 +34,7 @@ class DecisionRecord:
             "route": self.route.value,
             "examples": list(self.example_ids),
             "features": None if self.features is None else asdict(self.features),
+            "margin": self.margin,
         }
 
     @classmethod
@@ -43,6 +45,7 @@ class DecisionRecord:
             route=Route(data["route"]),
             example_ids=tuple(data.get("examples", ())),
             features=RequestFeatures(**f) if f else None,
+            margin=data.get("margin"),
         )
 
 

@@ -10,7 +10,10 @@ from iccache_dataplane.core.errors import DependencyDown, UnknownRequest
 from iccache_dataplane.metrics import Metrics
 from iccache_dataplane.requestpath.decisions import DecisionLog, DecisionRecord
 from iccache_dataplane.requestpath.ports import ExampleIndex
+from iccache_dataplane.requestpath.quality import QualityBudget
 from iccache_dataplane.routing.base import RoutingPolicy
+
+LOSS_BELOW = 0.5  # a score under this, on a small answer, counts against the quality budget
 
 
 class Feedback:
@@ -20,11 +23,13 @@ class Feedback:
         policy: RoutingPolicy,
         index: ExampleIndex | None,
         metrics: Metrics,
+        budget: QualityBudget | None = None,
     ) -> None:
         self.decisions = decisions
         self.policy = policy
         self.index = index
         self.metrics = metrics
+        self.budget = budget
 
     async def apply(
         self, request_id: str, score: float, tenant: str | None = None, source: str = "user"
@@ -37,6 +42,8 @@ class Feedback:
         self.metrics.feedback.labels(source).inc()
         if record.features is not None:
             await self.policy.learn(record.features, record.route, score)
+        if record.route is Route.SMALL and record.margin is not None and self.budget is not None:
+            self.budget.record(record.tenant, record.margin, lost=score < LOSS_BELOW)
         if record.route is Route.SMALL and record.example_ids and self.index is not None:
             with contextlib.suppress(DependencyDown):
                 await self.index.record_outcome(record.example_ids, score)

@@ -41,6 +41,7 @@ from iccache_dataplane.requestpath.fitting import (
     fits,
 )
 from iccache_dataplane.requestpath.ports import Backends, Embedder
+from iccache_dataplane.requestpath.quality import QualityBudget
 from iccache_dataplane.routing.base import RoutingContext, RoutingPolicy
 
 log = logging.getLogger(__name__)
@@ -91,8 +92,10 @@ class Planner:
         policy: RoutingPolicy,
         backends: Backends,
         metrics: Metrics,
+        budget: QualityBudget | None = None,
     ) -> None:
         self.settings = settings
+        self.budget = budget
         self.embedder = embedder
         self.cache = cache
         self.policy = policy
@@ -230,8 +233,9 @@ class Planner:
             decision.route, decision.policy = Route.LARGE, "ineligible"
             decision.reason = f"the cache cannot serve it faithfully ({decision.ineligible})"
         else:
+            offset = self.budget.offset(req.tenant) if self.budget is not None else 0.0
             choice = await self.policy.decide(
-                RoutingContext(features, load_snapshot(self.backends))
+                RoutingContext(features, load_snapshot(self.backends), offset)
             )
             decision.route, decision.policy, decision.reason = (
                 choice.route,
@@ -239,6 +243,7 @@ class Planner:
                 choice.reason,
             )
             decision.predicted_quality = choice.predicted_quality
+            decision.margin = choice.margin
         chosen, other = self.backends[decision.route], self.backends[decision.route.other]
         if not chosen.load.healthy and other.load.healthy and fits(other.settings, req):
             decision.route = decision.route.other

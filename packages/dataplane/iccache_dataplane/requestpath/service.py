@@ -29,6 +29,8 @@ from iccache_dataplane.requestpath.generation import Generator
 from iccache_dataplane.requestpath.limits import InFlight
 from iccache_dataplane.requestpath.planning import Planner, load_snapshot
 from iccache_dataplane.requestpath.ports import Backends, Embedder, ExampleIndex, Judge, Limiter
+from iccache_dataplane.requestpath.quality import QualityBudget
+from iccache_dataplane.requestpath.shadow import ShadowComparer
 from iccache_dataplane.routing.base import RoutingPolicy
 
 
@@ -44,8 +46,10 @@ class RouterService:
         metrics: Metrics,
         judge: Judge | None = None,
         limiter: Limiter | None = None,
+        shadow: ShadowComparer | None = None,
     ) -> None:
         self.settings = settings
+        self.budget = QualityBudget(settings.routing.quality, metrics)
         self.limiter = limiter
         self.store = store
         self.policy = policy
@@ -53,7 +57,7 @@ class RouterService:
         self.metrics = metrics
         self.in_flight = InFlight(settings.server.max_concurrency, metrics)
         decisions = DecisionLog(store)
-        self.feedback_loop = Feedback(decisions, policy, store, metrics)
+        self.feedback_loop = Feedback(decisions, policy, store, metrics, self.budget)
         self.planner = Planner(
             settings,
             embedder=embedder,
@@ -61,6 +65,7 @@ class RouterService:
             policy=policy,
             backends=backends,
             metrics=metrics,
+            budget=self.budget,
         )
         self.generator = Generator(backends, metrics)
         self.aftercare = Aftercare(
@@ -72,6 +77,7 @@ class RouterService:
             feedback=self.feedback_loop,
             judge=judge,
             limiter=limiter,
+            shadow=shadow,
         )
 
     async def complete(self, req: RouterRequest) -> Completion:

@@ -110,13 +110,15 @@ class BanditPolicy:
         predicted = self.predict(ctx.features)
         large = self.predict(ctx.features, Route.LARGE) - self.quality_tolerance
         target = min(self.quality_target, large)
-        bar = target - load_relief(ctx.load, self.high_load, self.relief)
+        base = target - load_relief(ctx.load, self.high_load, self.relief)
+        bar, margin = base + ctx.bar_offset, predicted - base
         if predicted >= bar:
             return RouteChoice(
                 Route.SMALL,
                 self.name,
                 f"predicted quality {predicted:.2f} >= {bar:.2f}",
                 predicted_quality=predicted,
+                margin=margin,
             )
         if ctx.load.small.healthy and self.rng.random() < self.exploration_rate:
             return RouteChoice(
@@ -125,12 +127,14 @@ class BanditPolicy:
                 f"exploring (predicted {predicted:.2f} < {bar:.2f})",
                 explored=True,
                 predicted_quality=predicted,
+                margin=margin,
             )
         return RouteChoice(
             Route.LARGE,
             self.name,
             f"predicted quality {predicted:.2f} < {bar:.2f}",
             predicted_quality=predicted,
+            margin=margin,
         )
 
     async def learn(self, features: RequestFeatures, route: Route, reward: float) -> None:

@@ -12,6 +12,7 @@ from iccache_dataplane.core.domain import LoadSnapshot, RequestFeatures, Route, 
 class RoutingContext:
     features: RequestFeatures
     load: LoadSnapshot
+    bar_offset: float = 0.0  # from the quality budget: raises (or lowers) the quality bar
 
 
 class RoutingPolicy(Protocol):

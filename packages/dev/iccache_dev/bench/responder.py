@@ -18,6 +18,7 @@ from aiohttp import web
 
 ANSWER = "Canberra."
 DELAY = web.AppKey("delay", float)
+REPLY = web.AppKey("reply", str)
 
 
 async def chat(request: web.Request) -> web.StreamResponse:
@@ -32,7 +33,7 @@ async def chat(request: web.Request) -> web.StreamResponse:
     }
     base: dict[str, Any] = {"id": "r", "created": int(time.time()), "model": body["model"]}
     if not body.get("stream"):
-        message = {"role": "assistant", "content": ANSWER}
+        message = {"role": "assistant", "content": request.app[REPLY]}
         choice = {"index": 0, "finish_reason": "stop", "message": message}
         return web.json_response(
             {**base, "object": "chat.completion", "usage": usage, "choices": [choice]}
@@ -44,7 +45,7 @@ async def chat(request: web.Request) -> web.StreamResponse:
             "choices": [
                 {
                     "index": 0,
-                    "delta": {"role": "assistant", "content": ANSWER},
+                    "delta": {"role": "assistant", "content": request.app[REPLY]},
                     "finish_reason": None,
                 }
             ]
@@ -64,9 +65,10 @@ async def models(_: web.Request) -> web.Response:
     return web.json_response({"object": "list", "data": [{"id": "responder", "object": "model"}]})
 
 
-def create_app(delay: float = 0.0) -> web.Application:
+def create_app(delay: float = 0.0, answer: str = ANSWER) -> web.Application:
     app = web.Application()
     app[DELAY] = delay
+    app[REPLY] = answer
     app.router.add_post("/v1/chat/completions", chat)
     app.router.add_get("/v1/models", models)
     return app
@@ -76,9 +78,14 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--delay", type=float, default=0.0, help="seconds before answering")
+    parser.add_argument("--answer", default=ANSWER, help="what it answers, to every request")
     args = parser.parse_args()
     web.run_app(
-        create_app(args.delay), host="127.0.0.1", port=args.port, print=None, access_log=None
+        create_app(args.delay, args.answer),
+        host="127.0.0.1",
+        port=args.port,
+        print=None,
+        access_log=None,
     )
 
 

@@ -27,6 +27,7 @@ class StandIn:
     delay: float
     workdir: Path
     process: ManagedProcess | None = None
+    answer: str | None = None  # None: the responder's own
 
     @property
     def base_url(self) -> str:
@@ -34,6 +35,8 @@ class StandIn:
 
     def start(self) -> None:
         argv = [sys.executable, "-m", "iccache_dev.bench.responder", "--port", str(self.port)]
+        if self.answer is not None:
+            argv += ["--answer", self.answer]
         self.process = ManagedProcess(
             f"stand-in {self.role}",
             [*argv, "--delay", str(self.delay)],

@@ -1,0 +1,75 @@
+"""The quality budget on ``iccache serve`` (real Redis and embedder; stand-in models, no
+judge: the agreement comparator). Every small answer is shadowed. While the small model
+says what the large one says, the estimated loss is 0 and the budget holds; when the
+small model starts answering something else, the losses show in the estimate, the bar's
+offset rises, and requests go to the large model."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from iccache_dev.bench.standin import StandInRouter, standin_router
+from iccache_dev.local.process import wait_until
+from iccache_dev.local.redis import LocalRedis
+
+QUALITY = {
+    "max_loss": 0.3,
+    "shadow_rate": 1.0,
+    "shadow_max_large_load": 1.0,
+    "window": 60,
+    "min_samples": 10,
+    "hold": 5,
+    "step": 0.1,
+}
+# Everything goes to the small model unless the budget raises the bar.
+ROUTING = {"quality_target": 0.0, "load_relief": 0.0, "exploration_rate": 0.0, "quality": QUALITY}
+
+
+@pytest.fixture
+def router(redis_server: LocalRedis, tmp_path: Path) -> Iterator[StandInRouter]:
+    with standin_router(tmp_path, redis_server.url, prefix="budget", routing=ROUTING) as r:
+        yield r
+
+
+def gauge(router: StandInRouter, name: str) -> float:
+    text = httpx.get(router.url + "/metrics", timeout=10).text
+    found = re.search(rf'^{name}\{{scope="\*"\}} (\S+)$', text, re.M)
+    return float(found.group(1)) if found else float("nan")
+
+
+def ask(router: StandInRouter, n: int) -> str:
+    body = {
+        "model": "iccache",
+        "messages": [{"role": "user", "content": f"Question {n}: what is the capital of {n}?"}],
+    }
+    done = httpx.post(router.url + "/v1/chat/completions", json=body, timeout=30)
+    assert done.status_code == 200, done.text
+    return str(done.json()["iccache"]["route"])
+
+
+def test_losses_raise_the_bar_and_offload_falls(router: StandInRouter) -> None:
+    routes = [ask(router, n) for n in range(30)]
+    assert routes.count("small") >= 25
+    wait_until(lambda: gauge(router, "iccache_quality_samples") >= 25, timeout=60, what="outcomes")
+    assert gauge(router, "iccache_quality_loss") == 0.0
+    assert gauge(router, "iccache_quality_loss_upper") <= QUALITY["max_loss"]
+    calm = gauge(router, "iccache_quality_bar_offset")
+
+    # The small model gets worse: it answers something else than the large one.
+    small = router.models["small"]
+    small.kill()
+    small.answer = "Bananas are blue and the moon is made of cheese."
+    small.start()
+    later = [ask(router, n) for n in range(100, 160)]
+    wait_until(
+        lambda: gauge(router, "iccache_quality_bar_offset") > calm,
+        timeout=60,
+        what="the bar's offset rising",
+    )
+    assert gauge(router, "iccache_quality_loss") > 0.0
+    assert later[-10:] == ["large"] * 10, later
