@@ -79,3 +79,19 @@ def test_systems_are_compared_only_on_the_same_requests() -> None:
     records[3]["question"] = "q3"
     with pytest.raises(ValueError, match="did not answer the same requests"):
         compare(rows, records)
+
+
+def test_feedback_goes_to_the_same_share_of_requests_for_every_system() -> None:
+    from iccache_dev.bench.report import feedback_label
+    from iccache_dev.bench.run import BenchConfig, gets_feedback
+    from iccache_dev.bench.workloads import Item
+
+    items = [Item(f"question {i}", ("a",)) for i in range(4000)]
+    chosen = [gets_feedback(BenchConfig(feedback_rate=0.1), i) for i in items]
+    assert 0.08 < sum(chosen) / len(items) < 0.12
+    assert chosen == [gets_feedback(BenchConfig(feedback_rate=0.1), i) for i in items]
+    assert not any(gets_feedback(BenchConfig(feedback_rate=0.0), i) for i in items)
+    assert all(gets_feedback(BenchConfig(feedback_rate=1.0), i) for i in items)
+    assert feedback_label(0.1) == "reference-based feedback on 10% of requests"
+    assert feedback_label(1.0).startswith("oracle")
+    assert feedback_label(0.0) == "no feedback"

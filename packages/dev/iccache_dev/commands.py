@@ -60,6 +60,19 @@ def _add_bench(commands: Commands) -> None:
         default=0.67,
         help="share of requests with an earlier similar question",
     )
+    bench.add_argument(
+        "--feedback-rate",
+        type=float,
+        default=0.1,
+        help="share of requests whose outcome (the reference answer's verdict) is sent as "
+        "feedback; 1 is the oracle setting, 0 none (default 0.1)",
+    )
+    bench.add_argument(
+        "--feedback",
+        choices=["reference", "none"],
+        default="reference",
+        help="none: no feedback at all (same as --feedback-rate 0)",
+    )
     bench.add_argument("--out", type=Path, default=Path("bench-results"))
     bench.set_defaults(run=_bench)
     benches = bench.add_subparsers(dest="bench", metavar="BENCH")
@@ -223,6 +236,7 @@ def _bench(args: argparse.Namespace, argv: list[str]) -> int:
             systems=systems,
             small=args.small,
             large=args.large,
+            feedback_rate=0.0 if args.feedback == "none" else args.feedback_rate,
             out=args.out,
             command="iccache " + shlex.join(argv),
         )

@@ -93,6 +93,15 @@ def _pct(value: float) -> str:
     return f"{100 * value:.1f}%"
 
 
+def feedback_label(rate: float) -> str:
+    """What feedback the learning systems received, for every report."""
+    if rate <= 0:
+        return "no feedback"
+    if rate >= 1:
+        return "oracle feedback: the reference answer's verdict after every request"
+    return f"reference-based feedback on {rate:.0%} of requests"
+
+
 def markdown(rows: Sequence[dict[str, Any]], header: str) -> str:
     base = {r["mode"]: r for r in rows if r["system"] == "large-only"}
     lines = [
@@ -198,7 +207,8 @@ def render(rows: Sequence[dict[str, Any]], meta: dict[str, Any], out: Path) -> N
         f"`{meta['command']}` — {meta['workload']} ({meta['style']} answers), small "
         f"{meta['small']}, large {meta['large']}, {meta['requests']} requests "
         f"({_pct(meta['near_share'])} with an earlier similar question), "
-        f"{meta['seeds']} cached examples, {meta['machine']}."
+        f"{meta['seeds']} cached examples, {meta['machine']}; the learning systems got "
+        f"{meta.get('feedback', feedback_label(1.0))}."
     )
     (out / "results.md").write_text(markdown(rows, header))
     plot(rows, out / "results.png", f"{meta['workload']} ({meta['style']} answers)")

@@ -68,9 +68,16 @@ class BenchConfig:
     small: str = "smollm2-135m"
     large: str = "qwen2.5-coder-1.5b"
     seed: int = 2025
+    feedback_rate: float = 0.1  # share of requests given reference-based feedback
     out: Path | None = Path("bench-results")
     command: str = "iccache bench"
     workdir: Path = field(default_factory=lambda: cache_dir() / "bench" / "run")
+
+
+def gets_feedback(cfg: BenchConfig, item: Item) -> bool:
+    """Whether this request gets reference-based feedback: the same requests for every
+    system (drawn from the seed and the question), ``feedback_rate`` of them."""
+    return random.Random(f"{cfg.seed}:{item.question}").random() < cfg.feedback_rate
 
 
 def _messages(style: AnswerStyle, question: str) -> list[ChatMessage]:
@@ -213,7 +220,7 @@ async def run_system(
                     {"role": m.role, "content": m.content} for m in _messages(style, item.question)
                 ]
                 out = await send_to_router(http, runtime.base_url, messages, style.max_tokens)
-                if spec.feedback and out.request_id and not out.error:
+                if spec.feedback and out.request_id and not out.error and gets_feedback(cfg, item):
                     score = 1.0 if contains_answer(out.response, item.answers) else 0.0
                     await http.post(
                         f"{runtime.base_url}/feedback",
@@ -327,6 +334,8 @@ async def run_bench(cfg: BenchConfig, encoder: Any) -> list[dict[str, Any]]:
             "near_share": selection.near_share,
             "seeds": len(selection.seeds),
             "seed": cfg.seed,
+            "feedback_rate": cfg.feedback_rate,
+            "feedback": report.feedback_label(cfg.feedback_rate),
             "machine": f"{os.cpu_count()} CPU cores, {platform.machine()}",
         }
         report.write(rows, meta, cfg.out, records)

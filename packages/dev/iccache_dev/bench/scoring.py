@@ -9,6 +9,8 @@ import re
 import string
 from collections.abc import Sequence
 
+from iccache_dataplane.core.quality_budget import wilson_interval
+
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _PUNCT = str.maketrans("", "", string.punctuation)
 
@@ -25,13 +27,8 @@ def contains_answer(response: str, answers: Sequence[str]) -> bool:
 
 
 def wilson(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """95% Wilson score interval of a proportion."""
-    if n == 0:
-        return (0.0, 1.0)
-    p = successes / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return (max(0.0, centre - half), min(1.0, centre + half))
+    """95% Wilson score interval of a proportion (the router's own, for its budget)."""
+    return wilson_interval(successes, n, z)
 
 
 def paired_difference(
