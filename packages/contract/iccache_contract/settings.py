@@ -65,10 +65,12 @@ class EmbeddingSettings(_Section):
     )
     batch_size: int = Field(default=64, ge=1, le=1024)
     threads: int = Field(
-        default=0,
+        default=1,
         ge=0,
         le=256,
-        description="embedding threads (ONNX Runtime intra-op, or torch); 0: the runtime default",
+        description="Embedding threads per router process (ONNX Runtime intra-op, or torch); "
+        "0: the runtime's default (every core of the machine). One leaves the process's "
+        "event loop a core; use server.workers for more cores (measured in the README)",
     )
     max_wait_ms: float = Field(
         default=0.0, ge=0, le=100, description="Extra wait to grow a batch (0: take what is queued)"

@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Sequence
 
 from iccache_dataplane.metrics import METRICS_DIR_ENV
@@ -27,6 +28,8 @@ log = logging.getLogger(__name__)
 
 WORKER_ENV = "ICCACHE_WORKER"  # set in a worker: its number
 RESTART_DELAY_SECONDS = 1.0
+EARLY_EXIT_SECONDS = 30.0  # a worker that dies sooner than this after starting ...
+EARLY_EXITS = 3  # ... this many times in a row stops the pod's router (crash loop)
 
 
 def is_worker() -> bool:
@@ -38,13 +41,18 @@ def supervise(argv: Sequence[str], workers: int, stop_seconds: float) -> int:
     SIGINT; ``stop_seconds`` is how long the workers get to stop before SIGKILL."""
     metrics_dir = tempfile.mkdtemp(prefix="iccache-metrics-")
     stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
+    previous = {
+        sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)
+    }
     procs: dict[int, subprocess.Popen[bytes]] = {}
+    started: dict[int, float] = {}
+    early = 0  # workers in a row that died soon after starting
+    failed = False
 
     def start(number: int) -> None:
         env = {**os.environ, WORKER_ENV: str(number), METRICS_DIR_ENV: metrics_dir}
         procs[number] = subprocess.Popen(list(argv), env=env)
+        started[number] = time.monotonic()
         log.info("worker %d started (pid %d)", number, procs[number].pid)
 
     try:
@@ -52,26 +60,42 @@ def supervise(argv: Sequence[str], workers: int, stop_seconds: float) -> int:
             start(number)
         while not stop.wait(RESTART_DELAY_SECONDS):
             for number, proc in list(procs.items()):
-                if proc.poll() is not None:
+                if proc.poll() is None:
+                    continue
+                _forget(metrics_dir, proc.pid)
+                early = early + 1 if time.monotonic() - started[number] < EARLY_EXIT_SECONDS else 0
+                if early >= EARLY_EXITS:
                     log.error(
-                        "worker %d (pid %d) exited with %s; starting it again",
+                        "worker %d exited with %s, the %d. worker in a row to die within %.0f s "
+                        "of starting; stopping",
                         number,
-                        proc.pid,
                         proc.returncode,
+                        early,
+                        EARLY_EXIT_SECONDS,
                     )
-                    _forget(metrics_dir, proc.pid)
-                    start(number)
+                    failed = True
+                    stop.set()
+                    break
+                log.error(
+                    "worker %d (pid %d) exited with %s; starting it again",
+                    number,
+                    proc.pid,
+                    proc.returncode,
+                )
+                start(number)
         log.info("stopping %d workers", len(procs))
         for proc in procs.values():
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
         codes = [_wait(proc, stop_seconds) for proc in procs.values()]
-        return max(codes, default=0)
+        return 1 if failed else max(codes, default=0)
     finally:
         for proc in procs.values():
             if proc.poll() is None:
                 proc.kill()
         shutil.rmtree(metrics_dir, ignore_errors=True)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _wait(proc: subprocess.Popen[bytes], seconds: float) -> int:

@@ -111,8 +111,8 @@ def _add_bench(commands: Commands) -> None:
         "--embed-threads",
         type=int,
         nargs="+",
-        default=[0],
-        help="embedding.threads values to measure (0: the runtime's default)",
+        default=[1],
+        help="embedding.threads values to measure (0: the runtime default, all cores)",
     )
     overhead.set_defaults(run=_overhead)
     scale = benches.add_parser(

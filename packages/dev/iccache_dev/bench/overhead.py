@@ -98,7 +98,7 @@ class Result:
     embedding: str = ""
     workers: int = 1
     max_wait_ms: float = 0.0
-    embed_threads: int = 0
+    embed_threads: int = 1
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -195,7 +195,7 @@ async def bench(
     embeddings: tuple[str, ...] = EMBEDDINGS,
     workers: tuple[int, ...] = (1,),
     max_waits: tuple[float, ...] = (0.0,),
-    embed_threads: tuple[int, ...] = (0,),
+    embed_threads: tuple[int, ...] = (1,),
 ) -> int:
     rng = random.Random(1)
     pool = questions()
@@ -264,7 +264,7 @@ class Setup:
     embedding: str
     workers: int = 1
     max_wait_ms: float = 0.0  # embedding.max_wait_ms
-    embed_threads: int = 0  # embedding.threads (0: the runtime's default)
+    embed_threads: int = 1  # embedding.threads (0: the runtime default, all cores)
 
     def __str__(self) -> str:
         plural = "s" if self.workers > 1 else ""
