@@ -127,7 +127,7 @@ def test_a_killed_worker_is_replaced_and_sigterm_stops_all(router: StandInRouter
 
 def _alive(pid: int) -> bool:
     try:
-        Path(f"/proc/{pid}/status").read_text()
+        status = Path(f"/proc/{pid}/status").read_text()
     except FileNotFoundError:
         return False
-    return "State:\tZ" not in Path(f"/proc/{pid}/status").read_text()
+    return "State:\tZ" not in status  # a zombie has ended

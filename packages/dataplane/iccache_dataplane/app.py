@@ -115,13 +115,12 @@ async def build(settings: RouterSettings, encoder: Encoder | None = None) -> Par
     layout = layout_of(settings)
     policy = make_policy(settings.routing, RedisBanditStore(client, layout, len(FEATURE_NAMES)))
     backends = {route: Backend(route, getattr(settings, route.value)) for route in Route}
-    judging = settings.judge.base_url is not None
+    quality = settings.routing.quality
     judge = (
         PairwiseJudge(settings.judge, backends[Route.LARGE])
-        if judging and (settings.judge.sample_rate > 0 or settings.routing.quality.shadow_rate > 0)
+        if settings.judge.base_url and (settings.judge.sample_rate > 0 or quality.shadow_rate > 0)
         else None
     )
-    quality = settings.routing.quality
     shadow = (
         ShadowComparer(quality, backends[Route.LARGE], embedder, judge)
         if quality.shadow_rate > 0

@@ -94,6 +94,20 @@ class Aftercare:
             spent_tokens = usage.prompt_tokens + usage.completion_tokens
             self._spawn(self.limiter.charge(req.tenant, spent_tokens))
         self._spawn(self._learn(plan, req, text))
+        if d.route is Route.SMALL:
+            self._compare_sampled(d, req, text)
+
+    def _compare_sampled(self, d: Decision, req: RouterRequest, text: str) -> None:
+        """Start a comparison of a small answer with the large model's when this answer
+        is sampled: the quality budget's shadow comparison, else the judge's own sample.
+        A task of its own, so that a slow large model never delays the decision's save
+        or the admission."""
+        if self.shadow is not None:
+            expected = prompt_tokens(req.messages) + estimate_tokens(text)
+            if self.shadow.sampled(expected):
+                self._spawn(self._shadow(self.shadow, d, req, text))
+        elif self.judge is not None and self.judge.sampled():
+            self._spawn(self._judge(self.judge, d, req, text))
 
     async def drain(self) -> None:
         """Wait for after-response work to finish."""
@@ -103,13 +117,6 @@ class Aftercare:
     # -- off the hot path ---------------------------------------------------------------
     async def _learn(self, plan: Plan, req: RouterRequest, text: str) -> None:
         d = plan.decision
-        if d.route is Route.SMALL and self.shadow is not None:
-            await self._shadow(d, req, text)
-        elif self.judge is not None and d.route is Route.SMALL and self.judge.sampled():
-            verdict = await self.judge.judge(req.messages, req.query, text)
-            self.metrics.judge_verdicts.labels(verdict.value).inc()
-            if verdict.reward is not None:
-                await self.feedback.apply(d.request_id, verdict.reward, source="judge")
         if self.index is None:
             return
         try:
@@ -120,13 +127,18 @@ class Aftercare:
         except DependencyDown as exc:
             log.warning("after-response work skipped, redis failed: %s", exc)
 
-    async def _shadow(self, d: Decision, req: RouterRequest, text: str) -> None:
-        """A shadow comparison of this small answer, when sampled; its outcome teaches the
-        policy and the examples (as feedback would) and counts in the quality budget."""
-        expected = prompt_tokens(req.messages) + estimate_tokens(text)
-        if self.shadow is None or not self.shadow.sampled(expected):
-            return
-        compared = await self.shadow.compare(req, text)
+    async def _judge(self, judge: Judge, d: Decision, req: RouterRequest, text: str) -> None:
+        verdict = await judge.judge(req.messages, req.query, text)
+        self.metrics.judge_verdicts.labels(verdict.value).inc()
+        if verdict.reward is not None:
+            await self.feedback.apply(d.request_id, verdict.reward, source="judge")
+
+    async def _shadow(
+        self, shadow: ShadowComparer, d: Decision, req: RouterRequest, text: str
+    ) -> None:
+        """Its outcome teaches the policy and the examples (as feedback would) and counts
+        in the quality budget."""
+        compared = await shadow.compare(req, text)
         if compared is None:
             self.metrics.shadow.labels("skipped").inc()
             return

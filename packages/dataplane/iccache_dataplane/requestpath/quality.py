@@ -73,8 +73,9 @@ class QualityBudget:
     def _status(self, scope: str) -> BudgetStatus:
         state = self._steering.get(scope, Steering())
         window = self._windows.get(scope) or LossWindow(self.settings.window)
-        budget = self.settings.max_loss if scope == OVERALL else self.settings.tenants[scope]
-        return BudgetStatus(scope, budget, window.estimate(self.z, state.offset), state.offset)
+        return BudgetStatus(
+            scope, self.settings.budget(scope), window.estimate(self.z, state.offset), state.offset
+        )
 
     def statuses(self) -> list[BudgetStatus]:
         return [self._status(scope) for scope in sorted(self._windows)]
