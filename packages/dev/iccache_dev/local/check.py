@@ -38,10 +38,35 @@ CHECKS: list[tuple[str, Callable[[], object]]] = [
     ("llama-cpp-python", lambda: _import("llama_cpp")),
     ("llama.cpp OpenAI server", lambda: _import("llama_cpp.server.app") and "ok"),
     *[(f"model {name}", model.verify) for name, model in assets.MODELS.items()],
+    ("llama.cpp generates (SmolLM2, 8 tokens)", lambda: _generates()),
     ("embedding model all-MiniLM-L6-v2", assets.minilm_model_dir),
     ("all-MiniLM-L6-v2 for ONNX Runtime (exported once)", ensure_minilm_onnx),
     ("Natural Questions (anserini jar)", assets.nq_jar),
 ]
+
+
+GENERATE = """
+import sys
+from llama_cpp import Llama
+llm = Llama(model_path=sys.argv[1], n_ctx=256, n_threads=1, verbose=False)
+out = llm("The capital of France is", max_tokens=8, temperature=0.0)
+print(repr(out["choices"][0]["text"].strip()))
+"""
+
+
+def _generates() -> str:
+    """A few tokens from the small model, in a process of its own: a llama.cpp build that
+    uses instructions this machine cannot run dies of a signal on its first token."""
+    import subprocess
+
+    model = assets.SMOLLM2_135M.path()
+    done = subprocess.run(
+        [sys.executable, "-c", GENERATE, str(model)], capture_output=True, text=True, timeout=300
+    )
+    if done.returncode != 0:
+        why = f"signal {-done.returncode}" if done.returncode < 0 else f"exit {done.returncode}"
+        raise RuntimeError(f"llama.cpp died ({why}): {done.stderr.strip()[-300:]}")
+    return done.stdout.strip()
 
 
 def main() -> int:
