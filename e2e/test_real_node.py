@@ -8,7 +8,8 @@ CoreDNS on this machine, every pod a real container from the project's images.
    managed Redis: the resource is Ready and every child pod Running and Ready;
 3. from a pod inside the cluster the official ``openai`` client asks the router's Service:
    a seeded question goes to the large model, its paraphrase to the small model with the
-   stored example, and the routers' ``/metrics`` show the offload;
+   stored example, and the routers' ``/metrics`` show the offload, as does
+   ``status.quality``, which the operator sums from both routers' ``/quality``;
 4. a Job made from the replay CronJob completes and ``status.replay.lastResult`` shows it;
 5. a deleted router pod is replaced and requests succeed again; a deleted Redis pod is
    restarted by its StatefulSet with the stored examples still there;
@@ -324,6 +325,7 @@ def test_2_sample_with_model_sources_becomes_ready(step: Journey) -> None:
         "resources": {"requests": {"cpu": "100m", "memory": "512Mi"}},
     }
     spec["cache"]["managed"]["image"] = step.images["redis"]
+    spec.setdefault("routing", {})["quality"] = {"maxLoss": 0.05}  # shown in status.quality
     applied = step.workdir / "demo.yaml"
     applied.write_text(yaml.safe_dump(doc))
     step.applied = applied
@@ -364,6 +366,28 @@ def test_3_openai_client_in_a_pod_is_served_small_with_examples(step: Journey) -
         line for lines in out["metrics"].values() for line in lines if 'route="small"' in line
     ]
     assert any(float(line.split()[-1]) >= 1 for line in served_small), out["metrics"]
+
+
+def test_3b_status_quality_sums_what_both_routers_report(step: Journey) -> None:
+    """The operator reads every router pod's /quality: the seed went large and the
+    paraphrase small, so the summed offload is strictly between 0 and 1; no shadow
+    comparison ran, so the 5% budget is not shown to hold."""
+
+    def quality() -> dict[str, Any]:
+        found: dict[str, Any] = step.cluster.get_json("icc", "demo", "-n", NAMESPACE)
+        return dict((found.get("status") or {}).get("quality") or {})
+
+    def reported() -> bool:
+        q = quality()
+        answered = sum(s["offloadRatio"] > 0 for s in q.get("scopes", []))
+        return q.get("routersReporting") == 2 and answered > 0
+
+    wait_until(reported, timeout=90, interval=2, what="status.quality from both routers")
+    q = quality()
+    assert q["routers"] == 2
+    (overall,) = [s for s in q["scopes"] if s["scope"] == "*"]
+    assert 0 < overall["offloadRatio"] < 1, q
+    assert (overall["maxLoss"], overall["samples"], overall["holds"]) == (0.05, 0, False), q
 
 
 def test_4_replay_job_completes_and_status_shows_it(step: Journey) -> None:

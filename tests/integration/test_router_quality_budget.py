@@ -1,8 +1,9 @@
-"""The quality budget on ``iccache serve`` (real Redis and embedder; stand-in models, no
-judge: the agreement comparator). Every small answer is shadowed. While the small model
-says what the large one says, the estimated loss is 0 and the budget holds; when the
-small model starts answering something else, the losses show in the estimate, the bar's
-offset rises, and requests go to the large model."""
+"""The quality budget on ``iccache serve`` (real Redis and embedder; stand-in models, so
+that what each model says is known). Every small answer is shadowed. While the small
+model says what the large one says, the estimated loss is 0 and the budget holds; when
+the small model starts answering something else, the losses show in the estimate (in
+``/metrics`` and ``/quality``), the bar's offset rises, and requests go to the large
+model. The comparator is agreement (no judge)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from iccache_contract import names
+from iccache_contract.quality import QualityReport
 from iccache_dev.bench.standin import StandInRouter, standin_router
 from iccache_dev.local.process import wait_until
 from iccache_dev.local.redis import LocalRedis
@@ -42,11 +45,16 @@ def gauge(router: StandInRouter, name: str) -> float:
     return float(found.group(1)) if found else float("nan")
 
 
-def ask(router: StandInRouter, n: int) -> str:
-    body = {
-        "model": "iccache",
-        "messages": [{"role": "user", "content": f"Question {n}: what is the capital of {n}?"}],
-    }
+def overall(router: StandInRouter) -> dict[str, object]:
+    """The router's own report at /quality, for the "*" scope."""
+    report = QualityReport.model_validate(httpx.get(router.url + names.QUALITY_PATH).json())
+    (scope,) = [s for s in report.scopes if s.scope == "*"]
+    return scope.model_dump()
+
+
+def ask(router: StandInRouter, n: int, question: str = "what is the capital of {n}?") -> str:
+    content = f"Question {n}: {question.format(n=n)}"
+    body = {"model": "iccache", "messages": [{"role": "user", "content": content}]}
     done = httpx.post(router.url + "/v1/chat/completions", json=body, timeout=30)
     assert done.status_code == 200, done.text
     return str(done.json()["iccache"]["route"])
@@ -73,3 +81,8 @@ def test_losses_raise_the_bar_and_offload_falls(router: StandInRouter) -> None:
     )
     assert gauge(router, "iccache_quality_loss") > 0.0
     assert later[-10:] == ["large"] * 10, later
+    report = overall(router)
+    assert report["losses"] > 0
+    assert report["holds"] is False
+    assert report["small_answers"] >= 25
+    assert report["large_answers"] >= 10

@@ -28,3 +28,25 @@ def test_sample_schema_is_draft07_with_the_crds_rules() -> None:
     cost = small["properties"]["costPerToken"]
     assert isinstance(cost["exclusiveMinimum"], int | float)  # draft-07, not OpenAPI 3.0
     assert "x-kubernetes-validations" not in json.dumps(schema)
+
+
+def test_dashboard_queries_name_only_metrics_the_router_exports() -> None:
+    """A renamed metric would leave a panel silently empty."""
+    import re
+
+    from iccache_dataplane.metrics import Metrics
+
+    suffixes = {"counter": ["_total"], "histogram": ["_bucket", "_sum", "_count"]}
+    exported = set()
+    for family in Metrics().registry.collect():
+        exported |= {family.name + s for s in suffixes.get(family.type, [""])}
+    dashboard = json.loads((ROOT / "charts/iccache/dashboards/iccache.json").read_text())
+    named = {
+        name
+        for panel in dashboard["panels"]
+        for target in panel.get("targets", [])
+        for name in re.findall(r"\b(iccache_[a-z_]+)\b", target["expr"])
+    }
+    assert named, "no queries found"
+    assert named <= exported, f"not exported: {sorted(named - exported)}"
+    assert {"iccache_quality_loss_upper", "iccache_quality_max_loss"} <= named

@@ -9,14 +9,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from iccache_dataplane.core.quality_budget import (
-    LossWindow,
-    Steering,
-    SteeringRules,
-    steer,
-    wilson_interval,
-    z_score,
-)
+from iccache_contract.quality import wilson_interval, z_score
+from iccache_dataplane.core.quality_budget import LossWindow, Steering, SteeringRules, steer
 
 Z95 = z_score(0.95)
 

@@ -17,3 +17,6 @@ METRICS_PATH = "/metrics"
 SUMMARY_LINE = "line"
 """The field of the replay job's JSON summary that the operator shows in
 ``status.replay.lastResult``."""
+QUALITY_PATH = "/quality"
+"""The quality budget's state of one router process (JSON, ``quality.QualityReport``);
+the operator reads it from every router pod for ``status.quality``."""

@@ -27,6 +27,7 @@ from iccache_dataplane.api.admin import add_admin_routes
 from iccache_dataplane.api.auth import Authenticator
 from iccache_dataplane.api.grpc_service import create_grpc_server, mark_serving
 from iccache_dataplane.api.openai_http import create_http_app
+from iccache_dataplane.api.quality_http import add_quality_route
 from iccache_dataplane.api.replica import replica_name
 from iccache_dataplane.api.slow_clients import head_deadline_protocol
 from iccache_dataplane.backends.client import Backend
@@ -190,6 +191,7 @@ async def serving(parts: Parts) -> AsyncIterator[Runtime]:
     server = parts.settings.server
     http_app = create_http_app(parts.service, parts.auth, parts.status)
     add_admin_routes(http_app, parts.settings.tenancy, parts.store)
+    add_quality_route(http_app, parts.service.budget)
     shared = server.workers > 1  # other workers of this pod listen on the same ports
     grpc_server, grpc_port = create_grpc_server(
         parts.service, f"{server.host}:{server.grpc_port}", parts.auth, reuse_port=shared

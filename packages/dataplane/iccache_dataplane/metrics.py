@@ -171,6 +171,13 @@ class Metrics:
             multiprocess_mode="liveall",
             registry=r,
         )
+        self.quality_max_loss = Gauge(
+            "iccache_quality_max_loss",
+            "The quality budget (routing.quality.max_loss) of the scope",
+            quality,
+            multiprocess_mode="liveall",
+            registry=r,
+        )
         self.quality_bar_offset = Gauge(
             "iccache_quality_bar_offset",
             "Added to the routing bar by the quality budget (positive: less offload)",

@@ -136,6 +136,14 @@ def _add_bench(commands: Commands) -> None:
         help="the router's embedding runtime (the image's is onnx)",
     )
     soak.set_defaults(run=_soak)
+    calibrate = benches.add_parser(
+        "calibrate",
+        help="how well embedding agreement stands in for the reference answers, by threshold "
+        "(routing.quality.agreement_threshold), from an earlier run's outcomes.jsonl",
+    )
+    calibrate.add_argument("outcomes", type=Path, help="a run's outcomes.jsonl")
+    calibrate.add_argument("--out", type=Path, default=None, help="write calibration.md/.json")
+    calibrate.set_defaults(run=_calibrate)
     rerender = benches.add_parser(
         "report",
         help="remake results.json/.md/.png of an earlier run from its outcomes.jsonl",
@@ -183,6 +191,21 @@ def _soak(args: argparse.Namespace, argv: list[str]) -> int:
     from iccache_dev.bench.soak import soak
 
     return asyncio.run(soak(args.connections, args.minutes, args.out, args.embedding))
+
+
+def _calibrate(args: argparse.Namespace, argv: list[str]) -> int:
+    import os
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from iccache_dataplane.embedding import load_encoder
+    from iccache_dev.bench.calibrate import calibrate
+
+    try:
+        print(calibrate(args.outcomes, load_encoder(None, 0), args.out), end="")
+    except (OSError, ValueError, KeyError) as exc:
+        print(f"iccache bench calibrate: {exc}", file=sys.stderr)
+        return 2
+    return 0
 
 
 def _report(args: argparse.Namespace, argv: list[str]) -> int:

@@ -489,6 +489,27 @@ class ReplayStatus(_Obj):
     last_result: str | None = None
 
 
+class ScopeQualityStatus(_Obj):
+    scope: str = Field(description='"*": every tenant without a budget of its own; or a tenant')
+    max_loss: float | None = Field(default=None, description="The budget (absent: none)")
+    samples: int = Field(description="Judged small answers in the routers' windows")
+    losses: int = Field(description="Of those, found worse than the large model's")
+    loss: float = Field(description="Estimated loss rate (losses / samples)")
+    upper: float = Field(description="Upper confidence bound of the loss rate")
+    offload_ratio: float = Field(description="Small-model share of the routers' answers")
+    bar_offset: float = Field(description="Added to the routing bar (highest over routers)")
+    holds: bool | None = Field(default=None, description="upper <= maxLoss")
+
+
+class QualityStatus(_Obj):
+    """The quality budget, summed over the router pods that answered (every 20 s)."""
+
+    routers: int = Field(description="Router pods running")
+    routers_reporting: int = Field(description="Of those, the ones that answered")
+    last_update_time: str
+    scopes: list[ScopeQualityStatus] = Field(default_factory=list)
+
+
 class InContextCacheStatus(_Obj):
     observed_generation: int | None = None
     conditions: list[Condition] = Field(default_factory=list)
@@ -496,3 +517,4 @@ class InContextCacheStatus(_Obj):
     small: ModelStatus = Field(default_factory=ModelStatus)
     large: ModelStatus = Field(default_factory=ModelStatus)
     replay: ReplayStatus = Field(default_factory=ReplayStatus)
+    quality: QualityStatus | None = None

@@ -18,16 +18,18 @@ from kubernetes_asyncio.dynamic.exceptions import DynamicApiError
 from pydantic import ValidationError
 
 from iccache_operator import api
-from iccache_operator.children import replay
+from iccache_operator.children import replay, router
 from iccache_operator.children.common import Owner, SpecError
 from iccache_operator.kube import Kube, KubeError
 from iccache_operator.plan import plan, referenced_claims, referenced_secrets
+from iccache_operator.quality import read_reports, running_addresses
 from iccache_operator.status import (
     Observed,
     Replicas,
     compute_conditions,
     last_replay,
     merge_conditions,
+    quality_status,
 )
 
 DEFAULT_SIDECAR_IMAGE = "ghcr.io/iccache/sidecar:0.1.0"
@@ -124,6 +126,10 @@ async def _observe(
     replay_pods = await kube.list_objects(
         "v1", "Pod", owner.namespace, owner.labels(replay.COMPONENT)
     )
+    router_pods = await kube.list_objects(
+        "v1", "Pod", owner.namespace, owner.labels(router.COMPONENT)
+    )
+    addresses = running_addresses(router_pods)
     return Observed(
         small=await model("small"),
         large=await model("large"),
@@ -133,6 +139,8 @@ async def _observe(
         replay_suspended=bool(cron and cron["spec"].get("suspend")),
         problems=problems,
         last_replay=last_replay(replay_pods),
+        routers_running=len(addresses),
+        quality=await read_reports(addresses, spec.router.http_port),
     )
 
 
@@ -173,6 +181,10 @@ def _write_status(
             }
         if observed.last_replay is not None:
             patch.status["replay"] = observed.last_replay
+        if observed.routers_running:
+            patch.status["quality"] = quality_status(
+                observed.routers_running, observed.quality, now
+            )
         host = owner.service_host("router")
         patch.status["endpoints"] = {
             "http": f"http://{host}:{spec.router.http_port}/v1",

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from iccache_contract import names
+from iccache_contract.quality import QualityReport, pooled
 
 CONDITION_TYPES = ("ModelsReady", "CacheReady", "RouterReady", "ReplayScheduled", "Ready")
 
@@ -31,6 +32,8 @@ class Observed:
     replay_suspended: bool = False
     problems: list[str] = field(default_factory=list)  # spec fine for the schema, unusable
     last_replay: dict[str, str] | None = None  # status.replay, from the job's pods
+    routers_running: int = 0  # router pods with an address
+    quality: list[QualityReport] = field(default_factory=list)  # what they reported
 
 
 def last_replay(pods: list[dict[str, Any]]) -> dict[str, str] | None:
@@ -122,3 +125,29 @@ def merge_conditions(
             }
         )
     return out
+
+
+def quality_status(routers: int, reports: list[QualityReport], now: str) -> dict[str, Any]:
+    """``status.quality`` from what the routers reported (camelCase, as written)."""
+    scopes = []
+    for s in pooled(reports):
+        answered = s.small_answers + s.large_answers
+        scope: dict[str, Any] = {
+            "scope": s.scope,
+            "samples": s.samples,
+            "losses": s.losses,
+            "loss": s.loss,
+            "upper": s.upper,
+            "offloadRatio": round(s.small_answers / answered, 4) if answered else 0.0,
+            "barOffset": s.bar_offset,
+        }
+        if s.max_loss is not None:
+            scope["maxLoss"] = s.max_loss
+            scope["holds"] = s.holds
+        scopes.append(scope)
+    return {
+        "routers": routers,
+        "routersReporting": len(reports),
+        "lastUpdateTime": now,
+        "scopes": scopes,
+    }

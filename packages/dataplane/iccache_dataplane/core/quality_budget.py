@@ -23,7 +23,8 @@ from __future__ import annotations
 import math
 from collections import deque
 from dataclasses import dataclass
-from statistics import NormalDist
+
+from iccache_contract.quality import wilson_interval
 
 
 @dataclass(frozen=True)
@@ -39,22 +40,6 @@ class LossEstimate:
 
     def within(self, max_loss: float) -> bool:
         return self.upper <= max_loss
-
-
-def z_score(confidence: float) -> float:
-    """The two-sided normal quantile for ``confidence`` (0.95 -> 1.96)."""
-    return NormalDist().inv_cdf(1 - (1 - confidence) / 2)
-
-
-def wilson_interval(losses: int, samples: int, z: float) -> tuple[float, float]:
-    """The Wilson score interval of a binomial share; (0, 1) without samples."""
-    if samples == 0:
-        return 0.0, 1.0
-    p = losses / samples
-    denominator = 1 + z * z / samples
-    centre = (p + z * z / (2 * samples)) / denominator
-    half = z * math.sqrt(p * (1 - p) / samples + z * z / (4 * samples * samples)) / denominator
-    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 class LossWindow:

@@ -26,6 +26,7 @@ from iccache_dataplane.requestpath.decisions import DecisionLog
 from iccache_dataplane.requestpath.feedback import Feedback
 from iccache_dataplane.requestpath.planning import Plan
 from iccache_dataplane.requestpath.ports import Backends, ExampleIndex, Judge, Limiter
+from iccache_dataplane.requestpath.quality import QualityBudget
 from iccache_dataplane.requestpath.shadow import ShadowComparer
 
 log = logging.getLogger(__name__)
@@ -53,7 +54,9 @@ class Aftercare:
         judge: Judge | None = None,
         limiter: Limiter | None = None,
         shadow: ShadowComparer | None = None,
+        budget: QualityBudget | None = None,
     ) -> None:
+        self.budget = budget
         self.limiter = limiter
         self.shadow = shadow
         self.settings = settings
@@ -90,6 +93,8 @@ class Aftercare:
             saved = (plain + usage.completion_tokens) * self._cost(Route.LARGE) - spent
             self.metrics.cost_saved.inc(max(0.0, saved))
         self.decisions.remember(d)
+        if self.budget is not None:
+            self.budget.answered(d.tenant, small=d.route is Route.SMALL)
         if self.limiter is not None and req.limits and req.limits.tokens_per_minute:
             spent_tokens = usage.prompt_tokens + usage.completion_tokens
             self._spawn(self.limiter.charge(req.tenant, spent_tokens))

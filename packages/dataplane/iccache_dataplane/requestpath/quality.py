@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from iccache_contract.quality import z_score
 from iccache_contract.settings import QualitySettings
 from iccache_dataplane.core.quality_budget import (
     LossEstimate,
@@ -17,7 +18,6 @@ from iccache_dataplane.core.quality_budget import (
     Steering,
     SteeringRules,
     steer,
-    z_score,
 )
 from iccache_dataplane.metrics import Metrics
 
@@ -30,6 +30,8 @@ class BudgetStatus:
     max_loss: float | None
     estimate: LossEstimate
     offset: float
+    small_answers: int = 0  # answered by this process since it started
+    large_answers: int = 0
 
     @property
     def holds(self) -> bool | None:
@@ -43,6 +45,12 @@ class QualityBudget:
         self.z = z_score(settings.confidence)
         self._windows: dict[str, LossWindow] = {}
         self._steering: dict[str, Steering] = {}
+        self._answers: dict[str, dict[bool, int]] = {}  # scope -> small? -> count
+
+    def answered(self, tenant: str, small: bool) -> None:
+        """Count a model's answer (the offload ratio in the status)."""
+        counts = self._answers.setdefault(self.scope(tenant), {True: 0, False: 0})
+        counts[small] += 1
 
     def scope(self, tenant: str) -> str:
         return tenant if tenant in self.settings.tenants else OVERALL
@@ -73,12 +81,22 @@ class QualityBudget:
     def _status(self, scope: str) -> BudgetStatus:
         state = self._steering.get(scope, Steering())
         window = self._windows.get(scope) or LossWindow(self.settings.window)
+        counts = self._answers.get(scope, {True: 0, False: 0})
         return BudgetStatus(
-            scope, self.settings.budget(scope), window.estimate(self.z, state.offset), state.offset
+            scope,
+            self.settings.budget(scope),
+            window.estimate(self.z, state.offset),
+            state.offset,
+            counts[True],
+            counts[False],
         )
 
     def statuses(self) -> list[BudgetStatus]:
-        return [self._status(scope) for scope in sorted(self._windows)]
+        """Every scope with an outcome or an answer, and every scope with a budget."""
+        scopes = set(self._windows) | set(self._answers) | set(self.settings.tenants)
+        if self.settings.max_loss is not None:
+            scopes.add(OVERALL)
+        return [self._status(scope) for scope in sorted(scopes)]
 
     def _publish(self, status: BudgetStatus, lost: bool) -> None:
         m, scope = self.metrics, status.scope
@@ -87,3 +105,5 @@ class QualityBudget:
         m.quality_loss_upper.labels(scope).set(status.estimate.upper)
         m.quality_samples.labels(scope).set(status.estimate.samples)
         m.quality_bar_offset.labels(scope).set(status.offset)
+        if status.max_loss is not None:
+            m.quality_max_loss.labels(scope).set(status.max_loss)

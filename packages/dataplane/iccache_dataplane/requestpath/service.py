@@ -78,6 +78,7 @@ class RouterService:
             judge=judge,
             limiter=limiter,
             shadow=shadow,
+            budget=self.budget,
         )
 
     async def complete(self, req: RouterRequest) -> Completion:

@@ -9,7 +9,7 @@ import re
 import string
 from collections.abc import Sequence
 
-from iccache_dataplane.core.quality_budget import wilson_interval
+from iccache_contract.quality import wilson_interval
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _PUNCT = str.maketrans("", "", string.punctuation)

@@ -32,6 +32,25 @@ class SystemSpec:
     feedback: bool = False  # send reference-based feedback after each answer
 
 
+BUDGETS = (0.01, 0.02, 0.05)  # the quality budgets compared (iccache-budget-<max_loss>)
+# A benchmark is a few hundred requests, not the thousands a deployment sees, so the
+# budget steers on small evidence: it acts from the 20th judged answer and moves the bar
+# 0.05 at a time every 10. Half the small answers get a shadow comparison while the large
+# model is idle; the shadow calls' cost is in each budgeted system's throughput.
+BENCH_QUALITY = {"shadow_rate": 0.5, "min_samples": 20, "hold": 10, "step": 0.05}
+
+
+def budgeted(max_loss: float) -> SystemSpec:
+    """The bandit with a quality budget of ``max_loss``."""
+    quality = {**BENCH_QUALITY, "max_loss": max_loss}
+    return SystemSpec(
+        f"iccache-budget-{max_loss:g}",
+        "router",
+        {"routing": {"policy": "bandit", "quality": quality}},
+        feedback=True,
+    )
+
+
 SYSTEMS: dict[str, SystemSpec] = {
     s.name: s
     for s in (
@@ -50,6 +69,7 @@ SYSTEMS: dict[str, SystemSpec] = {
         SystemSpec(
             "iccache-threshold", "router", {"routing": {"policy": "threshold"}}, feedback=True
         ),
+        *(budgeted(loss) for loss in BUDGETS),
     )
 }
 SEMANTIC_THRESHOLD = 0.9
