@@ -8,6 +8,7 @@ from typing import Any
 
 from iccache_contract import names
 from iccache_contract.quality import QualityReport, pooled
+from iccache_operator import api
 
 CONDITION_TYPES = ("ModelsReady", "CacheReady", "RouterReady", "ReplayScheduled", "Ready")
 
@@ -128,26 +129,26 @@ def merge_conditions(
 
 
 def quality_status(routers: int, reports: list[QualityReport], now: str) -> dict[str, Any]:
-    """``status.quality`` from what the routers reported (camelCase, as written)."""
-    scopes = []
-    for s in pooled(reports):
-        answered = s.small_answers + s.large_answers
-        scope: dict[str, Any] = {
-            "scope": s.scope,
-            "samples": s.samples,
-            "losses": s.losses,
-            "loss": s.loss,
-            "upper": s.upper,
-            "offloadRatio": round(s.small_answers / answered, 4) if answered else 0.0,
-            "barOffset": s.bar_offset,
-        }
-        if s.max_loss is not None:
-            scope["maxLoss"] = s.max_loss
-            scope["holds"] = s.holds
-        scopes.append(scope)
-    return {
-        "routers": routers,
-        "routersReporting": len(reports),
-        "lastUpdateTime": now,
-        "scopes": scopes,
-    }
+    """``status.quality`` from what the routers reported, in the CRD's shape."""
+    scopes = [
+        api.ScopeQualityStatus(
+            scope=s.scope,
+            max_loss=s.max_loss,
+            samples=s.samples,
+            losses=s.losses,
+            loss=s.loss,
+            upper=s.upper,
+            offload_ratio=_share(s.small_answers, s.small_answers + s.large_answers),
+            bar_offset=s.bar_offset,
+            holds=s.holds,
+        )
+        for s in pooled(reports)
+    ]
+    status = api.QualityStatus(
+        routers=routers, routers_reporting=len(reports), last_update_time=now, scopes=scopes
+    )
+    return status.model_dump(by_alias=True, exclude_none=True)
+
+
+def _share(part: int, whole: int) -> float:
+    return round(part / whole, 4) if whole else 0.0

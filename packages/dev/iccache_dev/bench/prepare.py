@@ -8,7 +8,6 @@ import json
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -92,17 +91,13 @@ def select(
 class AnswerFile:
     """Large-model answers keyed by (model file, style, question), one JSON per line."""
 
-    def __init__(self, model_sha256: str, style: AnswerStyle, shipped: Path | None = None) -> None:
-        """``shipped``: a folder with earlier runs' files of the same name (read only;
-        new answers go to the cache folder)."""
-        name = f"answers-{model_sha256[:12]}-{style.name}.jsonl"
-        self.path = cache_dir() / "bench" / name
+    def __init__(self, model_sha256: str, style: AnswerStyle) -> None:
+        self.path = cache_dir() / "bench" / f"answers-{model_sha256[:12]}-{style.name}.jsonl"
         self.answers: dict[str, str] = {}
-        for path in (shipped / name if shipped else None, self.path):
-            if path is not None and path.is_file():
-                for line in path.read_text().splitlines():
-                    row = json.loads(line)
-                    self.answers[row["question"]] = row["answer"]
+        if self.path.is_file():
+            for line in self.path.read_text().splitlines():
+                row = json.loads(line)
+                self.answers[row["question"]] = row["answer"]
 
     def missing(self, items: Sequence[Item]) -> list[Item]:
         return [i for i in items if i.question not in self.answers]

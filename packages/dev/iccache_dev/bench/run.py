@@ -72,9 +72,6 @@ class BenchConfig:
     out: Path | None = Path("bench-results")
     command: str = "iccache bench"
     workdir: Path = field(default_factory=lambda: cache_dir() / "bench" / "run")
-    # The large model's answers to the history, from earlier runs (kept in the repository
-    # so that a fresh machine does not spend most of an hour making them again).
-    shipped_answers: Path | None = Path("docs/bench/answers")
 
 
 def gets_feedback(cfg: BenchConfig, item: Item) -> bool:
@@ -92,7 +89,7 @@ async def answer_history(cfg: BenchConfig, style: AnswerStyle, seeds: Sequence[I
 
     Nothing else runs yet, so the large model gets a server of its own with every core
     (the run itself gives each model one core)."""
-    answers = AnswerFile(MODEL_CHOICES[cfg.large].model.sha256, style, cfg.shipped_answers)
+    answers = AnswerFile(MODEL_CHOICES[cfg.large].model.sha256, style)
     missing = answers.missing(seeds)
     if not missing:
         return answers
