@@ -49,7 +49,18 @@ async def test_a_tiny_benchmark_compares_every_system(tmp_path: Path, embedder: 
     assert len(outcomes) == len(SYSTEMS) * (4 + 3)
     assert all(o["response"].strip() for o in outcomes)  # no request was cut off
     assert (tmp_path / "results.png").stat().st_size > 1000
-    assert "| saturation | iccache-bandit |" in (tmp_path / "results.md").read_text()
+    assert (tmp_path / "tradeoff.png").stat().st_size > 1000
+    md = (tmp_path / "results.md").read_text()
+    assert "| saturation | iccache-bandit |" in md
+    # A budgeted system reports the budget's state after its run; the others do not.
+    for (mode, system), row in by.items():
+        budgeted = system.startswith("iccache-budget-")
+        assert ("quality" in row) == budgeted, (mode, system)
+        if budgeted:
+            q = row["quality"]
+            assert q["max_loss"] == float(system.removeprefix("iccache-budget-"))
+            assert q["small_answers"] + q["large_answers"] == row["requests"]
+            assert f"| {mode} | {system} | {100 * q['max_loss']:.1f}% |" in md
     # Each system against the baselines on the same requests, and a report remade from
     # the run's own files says the same.
     for (mode, _), row in by.items():

@@ -146,6 +146,29 @@ def markdown(rows: Sequence[dict[str, Any]], header: str) -> str:
                     else "-"
                 )
             lines.append(f"| {r['mode']} | {r['system']} | " + " | ".join(cells) + " |")
+    budgeted = [r for r in rows if r.get("quality")]
+    if budgeted:
+        lines += [
+            "",
+            "Each router's quality budget after its run, as its `/quality` reported it: the "
+            "judged small answers the estimate counts at the final bar (losses), the loss "
+            "rate's upper bound, the bar's offset, and the shadow comparisons by result:",
+            "",
+            "| mode | system | max loss | judged (losses) | loss [bound] | bar offset | holds "
+            "| shadow: loss / no loss / skipped |",
+            "|---|---|---:|---:|---|---:|---|---|",
+        ]
+        for r in budgeted:
+            q = r["quality"]
+            sh = q["shadow"]
+            budget = "-" if q["max_loss"] is None else _pct(q["max_loss"])
+            holds = "-" if q["holds"] is None else ("yes" if q["holds"] else "no")
+            lines.append(
+                f"| {r['mode']} | {r['system']} | {budget} | {q['samples']} ({q['losses']}) | "
+                f"{_pct(q['loss'])} [{_pct(q['lower'])}, {_pct(q['upper'])}] | "
+                f"{q['bar_offset']:+.2f} | {holds} | "
+                f"{sh['loss']} / {sh['no_loss']} / {sh['skipped']} |"
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -188,6 +211,52 @@ def plot(rows: Sequence[dict[str, Any]], path: Path, title: str) -> None:
     plt.close(fig)
 
 
+def plot_tradeoff(rows: Sequence[dict[str, Any]], path: Path, title: str) -> bool:
+    """Offload against the paired accuracy difference to large-only, one panel per mode;
+    the iccache systems joined in order of offload (the budget curve). False (and no
+    file) when no row was compared with large-only."""
+    compared = [r for r in rows if "large-only" in r.get("versus", {})]
+    if not compared:
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    modes = [m for m in PANELS if any(r["mode"] == m for r in compared)]
+    fig, axes = plt.subplots(1, len(modes), figsize=(6 * len(modes), 4.5), squeeze=False)
+    for ax, mode in zip(axes[0], modes, strict=True):
+        mine = sorted((r for r in compared if r["mode"] == mode), key=lambda r: r["offload"])
+        curve = [r for r in mine if r["system"].startswith("iccache")]
+        ax.plot(
+            [100 * r["offload"] for r in curve],
+            [100 * r["versus"]["large-only"]["difference"] for r in curve],
+            color="grey",
+            alpha=0.5,
+        )
+        for r in mine:
+            v = r["versus"]["large-only"]
+            y = 100 * v["difference"]
+            ax.errorbar(
+                100 * r["offload"],
+                y,
+                yerr=[[y - 100 * v["ci"][0]], [100 * v["ci"][1] - y]],
+                fmt="o",
+                capsize=3,
+                label=r["system"],
+            )
+        ax.axhline(0, color="black", linewidth=0.8)
+        ax.set_xlabel(f"offload to the small model (%), {mode}")
+        ax.set_ylabel("accuracy minus large-only's (points), paired 95% CI")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return True
+
+
 def write(
     rows: Sequence[dict[str, Any]],
     meta: dict[str, Any],
@@ -211,7 +280,9 @@ def render(rows: Sequence[dict[str, Any]], meta: dict[str, Any], out: Path) -> N
         f"{meta.get('feedback', feedback_label(1.0))}."
     )
     (out / "results.md").write_text(markdown(rows, header))
-    plot(rows, out / "results.png", f"{meta['workload']} ({meta['style']} answers)")
+    title = f"{meta['workload']} ({meta['style']} answers)"
+    plot(rows, out / "results.png", title)
+    plot_tradeoff(rows, out / "tradeoff.png", f"{title}: offload against accuracy")
 
 
 def rerender(out: Path) -> dict[str, Any]:

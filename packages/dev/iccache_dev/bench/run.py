@@ -21,6 +21,7 @@ from typing import Any
 
 import aiohttp
 
+from iccache_contract import names
 from iccache_contract.settings import BackendSettings, RouterSettings
 from iccache_dataplane.app import running
 from iccache_dataplane.backends.client import Backend
@@ -186,7 +187,9 @@ async def run_system(
     style: AnswerStyle,
     encoder: Any,
     cfg: BenchConfig,
-) -> tuple[list[Outcome], float, dict[str, int]]:
+) -> tuple[list[Outcome], float, dict[str, int], dict[str, Any] | None]:
+    """A system's outcomes, wall time, tokens by model and, for a router with shadow
+    comparisons, its quality budget at the end (``budget_report``)."""
     label = f"{spec.name} ({mode})"
     if spec.kind == "semantic":
         store = example_store(settings)
@@ -206,7 +209,7 @@ async def run_system(
             await embedder.stop()
             await large.close()
             await store.client.aclose()
-        return outcomes, wall, {"small": 0, "large": cache.tokens}
+        return outcomes, wall, {"small": 0, "large": cache.tokens}, None
 
     merged = settings.model_dump()
     for section, values in spec.router.items():
@@ -229,7 +232,12 @@ async def run_system(
                 return out
 
             outcomes, wall = await drive(send, items, mode, cfg, label)
-        await runtime.service.drain()
+            await runtime.service.drain()
+            quality = None
+            if system_settings.routing.quality.shadow_rate > 0:
+                url = f"http://127.0.0.1:{runtime.http_port}{names.QUALITY_PATH}"
+                async with http.get(url) as r:
+                    quality = budget_report(await r.json(), runtime.service.metrics.registry)
         registry = runtime.service.metrics.registry
         tokens = {
             route: int(
@@ -243,7 +251,20 @@ async def run_system(
             )
             for route in ("small", "large")
         }
-    return outcomes, wall, tokens
+    return outcomes, wall, tokens, quality
+
+
+def budget_report(quality: dict[str, Any], registry: Any) -> dict[str, Any]:
+    """The router's overall scope as ``/quality`` reported it after the run, and how many
+    shadow comparisons ended in each way (the budget's evidence)."""
+    overall = next(s for s in quality["scopes"] if s["scope"] == "*")
+    shadows = {
+        result: int(
+            registry.get_sample_value("iccache_shadow_comparisons_total", {"result": result}) or 0
+        )
+        for result in ("loss", "no_loss", "skipped")
+    }
+    return {**overall, "shadow": shadows}
 
 
 async def run_bench(cfg: BenchConfig, encoder: Any) -> list[dict[str, Any]]:
@@ -292,7 +313,7 @@ async def run_bench(cfg: BenchConfig, encoder: Any) -> list[dict[str, Any]]:
             ]
             reference: list[str] | None = None
             for name in cfg.systems:
-                outcomes, wall, tokens = await run_system(
+                outcomes, wall, tokens, quality = await run_system(
                     SYSTEMS[name], mode, items, settings, style, encoder, cfg
                 )
                 if name == "large-only":
@@ -303,6 +324,8 @@ async def run_bench(cfg: BenchConfig, encoder: Any) -> list[dict[str, Any]]:
                     else None
                 )
                 row = report.summarise(name, mode, items, outcomes, wall, tokens, COSTS, agreement)
+                if quality is not None:
+                    row["quality"] = quality
                 rows.append(row)
                 records += [
                     {
