@@ -3,7 +3,8 @@ that what each model says is known). Every small answer is shadowed. While the s
 model says what the large one says, the estimated loss is 0 and the budget holds; when
 the small model starts answering something else, the losses show in the estimate (in
 ``/metrics`` and ``/quality``), the bar's offset rises, and requests go to the large
-model. The comparator is agreement (no judge)."""
+model. The comparator is agreement in the first test and a real judge model (Qwen2.5
+1.5B through llama.cpp, asked in both orders) in the second."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import pytest
 from iccache_contract import names
 from iccache_contract.quality import QualityReport
 from iccache_dev.bench.standin import StandInRouter, standin_router
+from iccache_dev.local.llamacpp import LocalLLM
 from iccache_dev.local.process import wait_until
 from iccache_dev.local.redis import LocalRedis
 
@@ -86,3 +88,44 @@ def test_losses_raise_the_bar_and_offload_falls(router: StandInRouter) -> None:
     assert report["holds"] is False
     assert report["small_answers"] >= 25
     assert report["large_answers"] >= 10
+
+
+# The judge answers in seconds, not milliseconds: fewer outcomes before it steers.
+# (10 judged answers without a loss are the fewest whose bound is within 0.3.)
+JUDGED = {**QUALITY, "window": 40, "hold": 3}
+CAPITAL = "what is the capital of Australia?"
+
+
+def test_a_real_judge_sees_worse_answers_and_the_bar_rises(
+    redis_server: LocalRedis, qwen_server: LocalLLM, tmp_path: Path
+) -> None:
+    judge = {"base_url": qwen_server.base_url, "model": qwen_server.alias}
+    routing = {**ROUTING, "quality": JUDGED}
+    with standin_router(
+        tmp_path, redis_server.url, prefix="judged", routing=routing, judge=judge
+    ) as router:
+        # Both models say "Canberra.": the judge finds the small answer no worse.
+        routes = [ask(router, n, CAPITAL) for n in range(12)]
+        assert routes == ["small"] * 12
+        wait_until(lambda: overall(router)["samples"] >= 10, timeout=240, what="judged answers")
+        calm = overall(router)
+        assert calm["losses"] == 0, calm
+        assert calm["holds"] is True
+
+        small = router.models["small"]
+        small.kill()
+        small.answer = "Bananas are blue and the moon is made of cheese."
+        small.start()
+        for n in range(100, 115):
+            ask(router, n, CAPITAL)
+        wait_until(
+            lambda: overall(router)["bar_offset"] > calm["bar_offset"],
+            timeout=300,
+            what="the judge's losses raising the bar",
+        )
+        worse = overall(router)
+        assert worse["losses"] > 0
+        assert worse["holds"] is False
+        assert gauge(router, "iccache_quality_loss") > 0.0
+        text = httpx.get(router.url + "/metrics", timeout=10).text
+        assert re.search(r'^iccache_feedback_total\{source="shadow-judge"\} [1-9]', text, re.M)

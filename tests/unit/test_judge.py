@@ -1,6 +1,6 @@
 import pytest
 
-from iccache_dataplane.backends.judge import read_verdict
+from iccache_dataplane.backends.judge import combined, read_verdict
 from iccache_dataplane.core.domain import Verdict
 
 
@@ -25,3 +25,27 @@ def test_rewards() -> None:
     assert Verdict.TIE.reward == 1.0
     assert Verdict.LARGE_BETTER.reward == 0.0
     assert Verdict.UNPARSED.reward is None
+
+
+S, T, L, U = Verdict.SMALL_BETTER, Verdict.TIE, Verdict.LARGE_BETTER, Verdict.UNPARSED
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "verdict"),
+    [
+        (L, L, L),
+        (T, L, L),  # what a position-biased judge says of a worse small answer
+        (L, T, L),
+        (S, L, T),  # the judge preferred whichever came first: no preference
+        (T, T, T),
+        (S, T, S),
+        (S, S, S),
+        (U, L, L),
+        (T, U, T),
+        (U, U, U),
+    ],
+)
+def test_the_two_orders_combine_into_the_net_preference(
+    first: Verdict, second: Verdict, verdict: Verdict
+) -> None:
+    assert combined(first, second) is verdict

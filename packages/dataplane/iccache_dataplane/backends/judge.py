@@ -49,6 +49,22 @@ def read_verdict(text: str, small_is_a: bool) -> Verdict:
     return Verdict.SMALL_BETTER if small_won else Verdict.LARGE_BETTER
 
 
+_LEAN = {Verdict.SMALL_BETTER: 1, Verdict.TIE: 0, Verdict.LARGE_BETTER: -1}
+
+
+def combined(first: Verdict, second: Verdict) -> Verdict:
+    """One verdict from the two orders: the net preference. A small judge leans to a
+    position (it may say "tie" whenever the small answer comes first and "A" whenever
+    the large one does), so a preference in one order and a tie in the other counts,
+    while opposite preferences cancel. One unreadable reading leaves the other."""
+    if Verdict.UNPARSED in (first, second):
+        return first if second is Verdict.UNPARSED else second
+    net = _LEAN[first] + _LEAN[second]
+    if net > 0:
+        return Verdict.SMALL_BETTER
+    return Verdict.LARGE_BETTER if net < 0 else Verdict.TIE
+
+
 class PairwiseJudge:
     def __init__(
         self, settings: JudgeSettings, large: Backend, rng: random.Random | None = None
@@ -95,13 +111,10 @@ class PairwiseJudge:
         return read_verdict(reply.choices[0].message.content or "", small_is_a)
 
     async def both_orders(self, question: str, small_answer: str, large_answer: str) -> Verdict:
-        """Asked twice, each answer first once: the small answer is worse only if the
-        judge says so both times (a verdict that flips with the order is a tie)."""
+        """Asked twice, each answer first once, and ``combined``."""
         first = await self.verdict(question, small_answer, large_answer, True)
         second = await self.verdict(question, small_answer, large_answer, False)
-        if Verdict.UNPARSED in (first, second):
-            return first if second is Verdict.UNPARSED else second
-        return first if first is second else Verdict.TIE
+        return combined(first, second)
 
     async def close(self) -> None:
         await self._client.close()
