@@ -52,6 +52,7 @@ async def test_a_tiny_benchmark_compares_every_system(tmp_path: Path, embedder: 
     assert (tmp_path / "tradeoff.png").stat().st_size > 1000
     md = (tmp_path / "results.md").read_text()
     assert "| saturation | iccache-bandit |" in md
+    assert "Partial" not in md  # written after every system, complete at the end
     # A budgeted system reports the budget's state after its run; the others do not.
     for (mode, system), row in by.items():
         budgeted = system.startswith("iccache-budget-")

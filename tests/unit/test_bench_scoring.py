@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
+from iccache_dev.bench.prepare import STYLES, AnswerFile
 from iccache_dev.bench.report import compare
 from iccache_dev.bench.scoring import (
     contains_answer,
@@ -12,7 +16,7 @@ from iccache_dev.bench.scoring import (
     percentile,
     wilson,
 )
-from iccache_dev.bench.workloads import parse_topic_line
+from iccache_dev.bench.workloads import Item, parse_topic_line
 
 
 def test_topic_lines_with_plain_and_csv_quoted_answer_lists() -> None:
@@ -95,3 +99,22 @@ def test_feedback_goes_to_the_same_share_of_requests_for_every_system() -> None:
     assert feedback_label(0.1) == "reference-based feedback on 10% of requests"
     assert feedback_label(1.0).startswith("oracle")
     assert feedback_label(0.0) == "no feedback"
+
+
+def test_recorded_answers_are_used_and_new_ones_go_to_the_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ICCACHE_CACHE_DIR", str(tmp_path / "cache"))
+    recorded = tmp_path / "recorded"
+    recorded.mkdir()
+    style = STYLES["long"]
+    name = f"answers-{'ab' * 6}-long.jsonl"
+    (recorded / name).write_text(json.dumps({"question": "q1", "answer": "a1"}) + "\n")
+    answers = AnswerFile("ab" * 32, style, recorded)
+    items = [Item("q1", ("x",)), Item("q2", ("y",))]
+    assert [i.question for i in answers.missing(items)] == ["q2"]
+    answers.add("q2", "a2")
+    assert (recorded / name).read_text().count("\n") == 1  # the repository's file stays
+    again = AnswerFile("ab" * 32, style, recorded)
+    assert again.answers == {"q1": "a1", "q2": "a2"}
+    assert again.missing(items) == []

@@ -279,6 +279,9 @@ def render(rows: Sequence[dict[str, Any]], meta: dict[str, Any], out: Path) -> N
         f"{meta['seeds']} cached examples, {meta['machine']}; the learning systems got "
         f"{meta.get('feedback', feedback_label(1.0))}."
     )
+    planned = meta.get("planned_runs", len(rows))
+    if len(rows) < planned:
+        header += f" **Partial**: {len(rows)} of {planned} runs so far."
     (out / "results.md").write_text(markdown(rows, header))
     title = f"{meta['workload']} ({meta['style']} answers)"
     plot(rows, out / "results.png", title)

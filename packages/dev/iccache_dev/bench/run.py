@@ -288,6 +288,24 @@ async def run_bench(cfg: BenchConfig, encoder: Any) -> list[dict[str, Any]]:
         neighbours=cfg.neighbours,
         rng=rng,
     )
+    meta = {
+        "command": cfg.command,
+        "workload": cfg.workload,
+        "style": cfg.style,
+        "small": cfg.small,
+        "large": cfg.large,
+        "requests": cfg.requests,
+        "rate_requests": cfg.rate_requests,
+        "rate": cfg.rate,
+        "concurrency": cfg.concurrency,
+        "near_share": selection.near_share,
+        "seeds": len(selection.seeds),
+        "seed": cfg.seed,
+        "feedback_rate": cfg.feedback_rate,
+        "feedback": report.feedback_label(cfg.feedback_rate),
+        "machine": f"{os.cpu_count()} CPU cores, {platform.machine()}",
+        "planned_runs": len(cfg.modes) * len(cfg.systems),
+    }
     vector_of = {item.question: history_vectors[i] for i, item in enumerate(workload.history)}
     rows: list[dict[str, Any]] = []
     records: list[dict[str, Any]] = []
@@ -337,29 +355,12 @@ async def run_bench(cfg: BenchConfig, encoder: Any) -> list[dict[str, Any]]:
                     }
                     for i, o in zip(items, outcomes, strict=True)
                 ]
+                if cfg.out is not None:  # after every system: a cut-off run keeps its figures
+                    report.write(rows, meta, cfg.out, records)
                 print(
                     f"  {name} ({mode}): accuracy {100 * row['accuracy']:.1f}%, "
                     f"{row['throughput']:.2f} req/s, p50 {row['p50_latency']:.2f} s, "
                     f"offload {100 * row['offload']:.0f}%",
                     flush=True,
                 )
-    if cfg.out is not None:
-        meta = {
-            "command": cfg.command,
-            "workload": cfg.workload,
-            "style": cfg.style,
-            "small": cfg.small,
-            "large": cfg.large,
-            "requests": cfg.requests,
-            "rate_requests": cfg.rate_requests,
-            "rate": cfg.rate,
-            "concurrency": cfg.concurrency,
-            "near_share": selection.near_share,
-            "seeds": len(selection.seeds),
-            "seed": cfg.seed,
-            "feedback_rate": cfg.feedback_rate,
-            "feedback": report.feedback_label(cfg.feedback_rate),
-            "machine": f"{os.cpu_count()} CPU cores, {platform.machine()}",
-        }
-        report.write(rows, meta, cfg.out, records)
     return rows
