@@ -8,7 +8,10 @@ install this package, has only ``serve`` and ``replay``.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeAlias
 
@@ -16,16 +19,33 @@ if TYPE_CHECKING:
     Commands: TypeAlias = argparse._SubParsersAction[argparse.ArgumentParser]
 
 
+Run: TypeAlias = Callable[[argparse.Namespace, list[str]], int]
+
+
+def _cleanly(run: Run) -> Run:
+    """SIGTERM (``kill``, a CI timeout) unwinds like Ctrl-C, so the servers a verb started
+    are stopped; Python's default would end at once and leave them running."""
+
+    def wrapped(args: argparse.Namespace, argv: list[str]) -> int:
+        def interrupt(signum: int, _frame: object) -> None:
+            raise KeyboardInterrupt(f"signal {signum}")
+
+        signal.signal(signal.SIGTERM, interrupt)
+        return run(args, argv)
+
+    return wrapped
+
+
 def register(commands: Commands) -> None:
     check = commands.add_parser(
         "check", help="verify the local binaries and models that setup installed"
     )
-    check.set_defaults(run=_check)
+    check.set_defaults(run=_cleanly(_check))
     demo = commands.add_parser(
         "demo", help="the main job: the whole stack locally, real questions, one table"
     )
     demo.add_argument("--requests", type=int, default=60, help="questions to send")
-    demo.set_defaults(run=_bench)
+    demo.set_defaults(run=_cleanly(_bench))
     _add_bench(commands)
 
 
@@ -74,7 +94,7 @@ def _add_bench(commands: Commands) -> None:
         help="none: no feedback at all (same as --feedback-rate 0)",
     )
     bench.add_argument("--out", type=Path, default=Path("bench-results"))
-    bench.set_defaults(run=_bench)
+    bench.set_defaults(run=_cleanly(_bench))
     benches = bench.add_subparsers(dest="bench", metavar="BENCH")
     overhead = benches.add_parser(
         "overhead",
@@ -114,14 +134,14 @@ def _add_bench(commands: Commands) -> None:
         default=[1],
         help="embedding.threads values to measure (0: the runtime default, all cores)",
     )
-    overhead.set_defaults(run=_overhead)
+    overhead.set_defaults(run=_cleanly(_overhead))
     scale = benches.add_parser(
         "cache", help="the example cache at scale: load rate, memory per example, KNN latency"
     )
     scale.add_argument("--examples", type=int, nargs="+", default=[100_000, 1_000_000])
     scale.add_argument("--queries", type=int, default=1000, help="KNN queries per size")
     scale.add_argument("--json", type=Path, default=None, help="also write the figures here")
-    scale.set_defaults(run=_cache_scale)
+    scale.set_defaults(run=_cleanly(_cache_scale))
     soak = benches.add_parser(
         "soak",
         help="many connections for a long time: memory, latency, 429s, leaks (stand-in models)",
@@ -135,7 +155,7 @@ def _add_bench(commands: Commands) -> None:
         default="onnx",
         help="the router's embedding runtime (the image's is onnx)",
     )
-    soak.set_defaults(run=_soak)
+    soak.set_defaults(run=_cleanly(_soak))
     calibrate = benches.add_parser(
         "calibrate",
         help="how well embedding agreement stands in for the reference answers, by threshold "
@@ -143,13 +163,24 @@ def _add_bench(commands: Commands) -> None:
     )
     calibrate.add_argument("outcomes", type=Path, help="a run's outcomes.jsonl")
     calibrate.add_argument("--out", type=Path, default=None, help="write calibration.md/.json")
-    calibrate.set_defaults(run=_calibrate)
+    calibrate.add_argument(
+        "--judge",
+        default=None,
+        help="also rate the pairwise judge: a --large model name, served here with every core",
+    )
+    calibrate.add_argument(
+        "--judge-others",
+        type=int,
+        default=100,
+        help="pairs that are no true loss to ask the judge about, besides every true loss",
+    )
+    calibrate.set_defaults(run=_cleanly(_calibrate))
     rerender = benches.add_parser(
         "report",
         help="remake results.json/.md/.png of an earlier run from its outcomes.jsonl",
     )
     rerender.add_argument("dir", type=Path, help="the run's --out folder")
-    rerender.set_defaults(run=_report)
+    rerender.set_defaults(run=_cleanly(_report))
 
 
 def _check(args: argparse.Namespace, argv: list[str]) -> int:
@@ -198,10 +229,17 @@ def _calibrate(args: argparse.Namespace, argv: list[str]) -> int:
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from iccache_dataplane.embedding import load_encoder
-    from iccache_dev.bench.calibrate import calibrate
+    from iccache_dev.bench.calibrate import calibrate, judged_by
 
     try:
-        print(calibrate(args.outcomes, load_encoder(None, 0), args.out), end="")
+        with contextlib.ExitStack() as stack:
+            judge = None
+            if args.judge:
+                judge = stack.enter_context(judged_by(args.judge, args.judge_others))
+            text = calibrate(
+                args.outcomes, load_encoder(None, 0), args.out, judge, args.judge or ""
+            )
+        print(text, end="")
     except (OSError, ValueError, KeyError) as exc:
         print(f"iccache bench calibrate: {exc}", file=sys.stderr)
         return 2

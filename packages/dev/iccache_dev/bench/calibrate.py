@@ -7,17 +7,33 @@ when its cosine with the large model's answer to the same request is below
 pairs every small-model answer (any system, same mode) with large-only's answer to the
 same request, and, for a range of thresholds, compares the comparator's verdicts with the
 reference answers' (a *true loss*: large-only is right and the small answer is not).
+
+With ``--judge MODEL`` it also asks the router's pairwise judge (the same prompt, both
+orders, the same rule) about every true loss and a random sample of the other pairs,
+and reports its recall, its false-alarm rate and, at the run's base rate, its precision.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
-from collections.abc import Sequence
+import os
+import random
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tqdm import tqdm
+
+from iccache_contract.settings import BackendSettings, JudgeSettings
+from iccache_dataplane.backends.client import Backend
+from iccache_dataplane.backends.judge import PairwiseJudge
+from iccache_dataplane.core.domain import Route, Verdict
+from iccache_dev.bench.stack import model_server
+from iccache_dev.local.assets import cache_dir
 
 THRESHOLDS = tuple(round(0.5 + 0.05 * i, 2) for i in range(10))  # 0.50 .. 0.95
 
@@ -26,6 +42,21 @@ THRESHOLDS = tuple(round(0.5 + 0.05 * i, 2) for i in range(10))  # 0.50 .. 0.95
 class Pair:
     cosine: float
     lost: bool  # large-only right, the small answer wrong
+    question: str = ""
+    small: str = ""  # the two answers
+    large: str = ""
+
+
+@dataclass(frozen=True)
+class JudgeRow:
+    losses: int  # true losses asked about
+    others: int  # other pairs asked about (a random sample)
+    recall: float  # true losses the judge called losses
+    false_alarms: float  # other pairs it called losses
+    precision: float  # at the run's base rate of true losses
+    flagged: float  # the loss rate it would report on the whole run
+    ties: int
+    unparsed: int
 
 
 @dataclass(frozen=True)
@@ -55,9 +86,49 @@ def pairs_from(records: Sequence[dict[str, Any]], encoder: Any) -> list[Pair]:
     b = encoder.encode([r["response"] for r in theirs], normalize_embeddings=True, batch_size=64)
     cosines = np.sum(a * b, axis=1)
     return [
-        Pair(float(c), bool(t["correct"]) and not bool(s["correct"]))
+        Pair(
+            float(c),
+            bool(t["correct"]) and not bool(s["correct"]),
+            s["question"],
+            s["response"],
+            t["response"],
+        )
         for c, s, t in zip(cosines, small, theirs, strict=True)
     ]
+
+
+def judge_row(pairs: Sequence[Pair], verdicts: dict[int, Verdict], base_rate: float) -> JudgeRow:
+    """The judge's verdicts (by index into ``pairs``) against the reference answers."""
+    asked = [(pairs[i], v) for i, v in verdicts.items()]
+    losses = [v for p, v in asked if p.lost]
+    others = [v for p, v in asked if not p.lost]
+    recall = sum(v is Verdict.LARGE_BETTER for v in losses) / len(losses) if losses else 0.0
+    false_alarms = sum(v is Verdict.LARGE_BETTER for v in others) / len(others) if others else 0.0
+    flagged = recall * base_rate + false_alarms * (1 - base_rate)
+    return JudgeRow(
+        len(losses),
+        len(others),
+        recall,
+        false_alarms,
+        recall * base_rate / flagged if flagged else 0.0,
+        flagged,
+        sum(v is Verdict.TIE for _, v in asked),
+        sum(v is Verdict.UNPARSED for _, v in asked),
+    )
+
+
+async def ask_judge(
+    pairs: Sequence[Pair], judge: PairwiseJudge, others: int, seed: int = 2025
+) -> dict[int, Verdict]:
+    """Every true loss and ``others`` random other pairs, asked in both orders."""
+    lost = [i for i, p in enumerate(pairs) if p.lost]
+    rest = [i for i, p in enumerate(pairs) if not p.lost]
+    chosen = lost + random.Random(seed).sample(rest, min(others, len(rest)))
+    verdicts: dict[int, Verdict] = {}
+    for i in tqdm(chosen, desc="judge", unit="pair", dynamic_ncols=True):
+        p = pairs[i]
+        verdicts[i] = await judge.both_orders(p.question, p.small, p.large)
+    return verdicts
 
 
 def table(pairs: Sequence[Pair], thresholds: Sequence[float] = THRESHOLDS) -> list[Row]:
@@ -87,7 +158,14 @@ def recommended(rows: Sequence[Row], min_recall: float = 0.8) -> Row | None:
     return min(safe, key=lambda r: r.threshold) if safe else None
 
 
-def calibrate(outcomes: Path, encoder: Any, out: Path | None) -> str:
+def calibrate(
+    outcomes: Path,
+    encoder: Any,
+    out: Path | None,
+    judge: Callable[[list[Pair]], dict[int, Verdict]] | None = None,
+    judge_name: str = "",
+) -> str:
+    """The agreement table and, with ``judge`` (pairs -> verdicts), the judge's row."""
     records = [json.loads(line) for line in outcomes.read_text().splitlines() if line.strip()]
     pairs = pairs_from(records, encoder)
     rows = table(pairs)
@@ -111,6 +189,23 @@ def calibrate(outcomes: Path, encoder: Any, out: Path | None) -> str:
             else "No threshold covers the true loss rate with recall >= 80%."
         ),
     ]
+    judged = None
+    if judge is not None:
+        base = sum(p.lost for p in pairs) / len(pairs)
+        judged = judge_row(pairs, judge(pairs), base)
+        lines += [
+            "",
+            f"Pairwise judge {judge_name} (both orders, net preference) on every true loss "
+            f"and {judged.others} other pairs drawn at random:",
+            "",
+            "| recall of true losses | false alarms | precision (at the run's base rate) "
+            "| loss rate it would report | ties | unreadable |",
+            "|---:|---:|---:|---:|---:|---:|",
+            f"| {100 * judged.recall:.0f}% ({judged.losses}) | "
+            f"{100 * judged.false_alarms:.0f}% ({judged.others}) | "
+            f"{100 * judged.precision:.0f}% | {100 * judged.flagged:.1f}% | {judged.ties} | "
+            f"{judged.unparsed} |",
+        ]
     text = "\n".join(lines) + "\n"
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
@@ -122,9 +217,29 @@ def calibrate(outcomes: Path, encoder: Any, out: Path | None) -> str:
                     "pairs": len(pairs),
                     "rows": [asdict(r) for r in rows],
                     "recommended": best.threshold if best else None,
+                    "judge": {"model": judge_name, **asdict(judged)} if judged else None,
                 },
                 indent=2,
             )
             + "\n"
         )
     return text
+
+
+@contextlib.contextmanager
+def judged_by(model: str, others: int) -> Iterator[Callable[[list[Pair]], dict[int, Verdict]]]:
+    """A judge model (a ``MODEL_CHOICES`` name) served here with every core, as the
+    router would ask it; yields pairs -> verdicts."""
+    with model_server(cache_dir() / "bench" / "judge", model, os.cpu_count() or 1) as server:
+
+        async def run(pairs: list[Pair]) -> dict[int, Verdict]:
+            settings = BackendSettings(base_url=server.base_url, model=model)
+            large = Backend(Route.LARGE, settings)  # the judge's own, never asked here
+            judge = PairwiseJudge(JudgeSettings(base_url=server.base_url, model=model), large)
+            try:
+                return await ask_judge(pairs, judge, others)
+            finally:
+                await judge.close()
+                await large.close()
+
+        yield lambda pairs: asyncio.run(run(pairs))
