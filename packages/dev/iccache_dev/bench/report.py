@@ -3,8 +3,9 @@ with each system's accuracy compared, request by request, to the baselines'."""
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -180,7 +181,10 @@ PANELS = {
 }
 
 
-def plot(rows: Sequence[dict[str, Any]], path: Path, title: str) -> None:
+@contextlib.contextmanager
+def _panels(rows: Sequence[dict[str, Any]], path: Path, title: str) -> Iterator[list[Any]]:
+    """A figure with one panel (axes) per mode present in ``rows``, in ``PANELS`` order,
+    saved to ``path`` on exit; yields [(axes, mode), ...]."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -188,27 +192,40 @@ def plot(rows: Sequence[dict[str, Any]], path: Path, title: str) -> None:
 
     modes = [m for m in PANELS if any(r["mode"] == m for r in rows)]
     fig, axes = plt.subplots(1, len(modes), figsize=(6 * len(modes), 4.5), squeeze=False)
-    for ax, mode in zip(axes[0], modes, strict=True):
-        key, label = PANELS[mode]
-        for r in (r for r in rows if r["mode"] == mode):
-            lo, hi = r["accuracy_ci"]
-            y = 100 * r["accuracy"]
-            ax.errorbar(
-                r[key],
-                y,
-                yerr=[[y - 100 * lo], [100 * hi - y]],
-                fmt="o",
-                capsize=3,
-                label=r["system"],
-            )
-        ax.set_xlabel(label)
-        ax.set_ylabel("accuracy (%), 95% CI")
+    yield list(zip(axes[0], modes, strict=True))
+    for ax in axes[0]:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def plot(rows: Sequence[dict[str, Any]], path: Path, title: str) -> None:
+    with _panels(rows, path, title) as panels:
+        for ax, mode in panels:
+            _accuracy_panel(ax, mode, rows)
+
+
+def _accuracy_panel(ax: Any, mode: str, rows: Sequence[dict[str, Any]]) -> None:
+    key, label = PANELS[mode]
+    for r in (r for r in rows if r["mode"] == mode):
+        lo, hi = r["accuracy_ci"]
+        y = 100 * r["accuracy"]
+        ax.errorbar(
+            r[key],
+            y,
+            yerr=[[y - 100 * lo], [100 * hi - y]],
+            fmt="o",
+            capsize=3,
+            label=r["system"],
+        )
+    ax.set_xlabel(label)
+    ax.set_ylabel("accuracy (%), 95% CI")
+
+
+SAME = {"difference": 0.0, "ci": [0.0, 0.0]}  # large-only against itself
 
 
 def plot_tradeoff(rows: Sequence[dict[str, Any]], path: Path, title: str) -> bool:
@@ -218,43 +235,36 @@ def plot_tradeoff(rows: Sequence[dict[str, Any]], path: Path, title: str) -> boo
     compared = [r for r in rows if "large-only" in r.get("versus", {})]
     if not compared:
         return False
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    modes = [m for m in PANELS if any(r["mode"] == m for r in compared)]
-    fig, axes = plt.subplots(1, len(modes), figsize=(6 * len(modes), 4.5), squeeze=False)
-    for ax, mode in zip(axes[0], modes, strict=True):
-        mine = sorted((r for r in compared if r["mode"] == mode), key=lambda r: r["offload"])
-        curve = [r for r in mine if r["system"].startswith("iccache")]
-        ax.plot(
-            [100 * r["offload"] for r in curve],
-            [100 * r["versus"]["large-only"]["difference"] for r in curve],
-            color="grey",
-            alpha=0.5,
-        )
-        for r in mine:
-            v = r["versus"]["large-only"]
-            y = 100 * v["difference"]
-            ax.errorbar(
-                100 * r["offload"],
-                y,
-                yerr=[[y - 100 * v["ci"][0]], [100 * v["ci"][1] - y]],
-                fmt="o",
-                capsize=3,
-                label=r["system"],
-            )
-        ax.axhline(0, color="black", linewidth=0.8)
-        ax.set_xlabel(f"offload to the small model (%), {mode}")
-        ax.set_ylabel("accuracy minus large-only's (points), paired 95% CI")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-    fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    compared += [r for r in rows if r["system"] == "large-only"]  # at (0, 0)
+    with _panels(compared, path, title) as panels:
+        for ax, mode in panels:
+            _tradeoff_panel(ax, mode, compared)
     return True
+
+
+def _tradeoff_panel(ax: Any, mode: str, compared: Sequence[dict[str, Any]]) -> None:
+    mine = sorted((r for r in compared if r["mode"] == mode), key=lambda r: r["offload"])
+    curve = [r for r in mine if r["system"].startswith("iccache")]
+    ax.plot(
+        [100 * r["offload"] for r in curve],
+        [100 * r["versus"].get("large-only", SAME)["difference"] for r in curve],
+        color="grey",
+        alpha=0.5,
+    )
+    for r in mine:
+        v = r["versus"].get("large-only", SAME)
+        y = 100 * v["difference"]
+        ax.errorbar(
+            100 * r["offload"],
+            y,
+            yerr=[[y - 100 * v["ci"][0]], [100 * v["ci"][1] - y]],
+            fmt="o",
+            capsize=3,
+            label=r["system"],
+        )
+    ax.axhline(0, color="black", linewidth=0.8)
+    ax.set_xlabel(f"offload to the small model (%), {mode}")
+    ax.set_ylabel("accuracy minus large-only's (points), paired 95% CI")
 
 
 def write(
