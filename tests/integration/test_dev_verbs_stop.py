@@ -71,7 +71,7 @@ def test_sigterm_stops_the_servers_a_bench_started(tmp_path: Path) -> None:
     finally:
         if verb.poll() is None:
             verb.kill()
-        for pid in children:  # leave nothing behind, whatever happened
+        for pid in children:  # leave nothing behind: each leads a process group
             with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+                os.killpg(pid, signal.SIGKILL)
         err.close()
