@@ -30,6 +30,7 @@ QUALITY = {
     "min_samples": 10,
     "hold": 5,
     "step": 0.1,
+    "unproven_share": 1.0,  # offload from the start (the last test shows the default)
 }
 # Everything goes to the small model unless the budget raises the bar.
 ROUTING = {"quality_target": 0.0, "load_relief": 0.0, "exploration_rate": 0.0, "quality": QUALITY}
@@ -88,6 +89,29 @@ def test_losses_raise_the_bar_and_offload_falls(router: StandInRouter) -> None:
     assert report["holds"] is False
     assert report["small_answers"] >= 25
     assert report["large_answers"] >= 10
+
+
+def test_offload_is_earned_once_enough_answers_are_judged(
+    redis_server: LocalRedis, tmp_path: Path
+) -> None:
+    # With unproven_share 0.2 the small model gets a fifth of what the policy would give
+    # it until 10 judged answers (all agreeing: no loss) are in; then all of it.
+    earned = {**QUALITY, "unproven_share": 0.2}
+    routing = {**ROUTING, "quality": earned}
+    with standin_router(tmp_path, redis_server.url, prefix="earned", routing=routing) as r:
+        first = [ask(r, n) for n in range(20)]
+        held = first.count("large")
+        assert 8 <= held <= 20, first  # about 16 expected; the small ones are shadowed
+        text = httpx.get(r.url + "/metrics", timeout=10).text
+        assert f'iccache_quality_unproven_held_total{{scope="*"}} {held}.0' in text
+        n = 100
+        while overall(r)["samples"] < QUALITY["min_samples"]:
+            assert n < 400, overall(r)
+            ask(r, n)
+            n += 1
+        later = [ask(r, m) for m in range(1000, 1020)]
+        assert later == ["small"] * 20, later
+        assert overall(r)["holds"] is True
 
 
 # The judge answers in seconds, not milliseconds: fewer outcomes before it steers.

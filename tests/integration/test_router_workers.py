@@ -16,6 +16,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from iccache_contract import names
+from iccache_contract.quality import QualityReport, ScopeQuality, pooled
 from iccache_dev.bench.standin import StandInRouter, standin_router
 from iccache_dev.local.process import wait_until
 from iccache_dev.local.redis import LocalRedis
@@ -26,10 +28,28 @@ REPLICA = "x-iccache-replica"
 LEARNED = re.compile(r'^iccache_learned_outcomes\{arm="(\w+)",pid="(\d+)"\} (\S+)$', re.M)
 
 
+# Every small answer shadowed; everything goes to the small model (see the budget tests).
+QUALITY = {
+    "max_loss": 0.05,
+    "shadow_rate": 1.0,
+    "shadow_max_large_load": 1.0,
+    "unproven_share": 1.0,
+}
+ROUTING = {"quality_target": 0.0, "load_relief": 0.0, "exploration_rate": 0.0, "quality": QUALITY}
+
+
 @pytest.fixture
-def router(redis_server: LocalRedis, tmp_path: Path) -> Iterator[StandInRouter]:
+def router(
+    redis_server: LocalRedis, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[StandInRouter]:
+    """Two workers; routing settings from the test's indirect parameter, if any."""
+    routing = getattr(request, "param", {})
     with standin_router(
-        tmp_path, redis_server.url, server={"workers": 2}, prefix=f"workers{time.time_ns()}"
+        tmp_path,
+        redis_server.url,
+        server={"workers": 2},
+        prefix=f"workers{time.time_ns()}",
+        routing=routing,
     ) as r:
         yield r
 
@@ -102,6 +122,45 @@ async def test_feedback_given_to_one_worker_is_learned_by_both(
         timeout=30,
         what="both workers learning both outcomes",
     )
+
+
+@pytest.mark.parametrize("router", [ROUTING], indirect=True)
+async def test_both_workers_report_one_quality_window_of_both_outcomes(
+    router: StandInRouter, one_client_per_worker: dict[str, httpx.AsyncClient]
+) -> None:
+    asked = 0
+    for replica, client in one_client_per_worker.items():
+        for n in range(5):
+            content = f"Capital of country {replica} {n}?"
+            ask = {**ASK, "messages": [{"role": "user", "content": content}]}
+            answered = await client.post("/v1/chat/completions", json=ask)
+            assert answered.status_code == 200, answered.text
+            assert answered.json()["iccache"]["route"] == "small"
+            asked += 1
+
+    async def overall(client: httpx.AsyncClient) -> ScopeQuality:
+        report = QualityReport.model_validate((await client.get(names.QUALITY_PATH)).json())
+        (scope,) = [s for s in report.scopes if s.scope == "*"]
+        return scope
+
+    # Each worker shadowed its own 5 answers; each reports all 10, from one window, and
+    # the answers both gave (sent to Redis within a refresh, every 5 s).
+    async def seen() -> list[tuple[int, int, str | None]]:
+        scopes = [await overall(c) for c in one_client_per_worker.values()]
+        return [(s.samples, s.small_answers, s.window) for s in scopes]
+
+    deadline = time.monotonic() + 30
+    while (got := await seen()) != [(asked, asked, got[0][2])] * 2 or got[0][2] is None:
+        assert time.monotonic() < deadline, f"the workers report {got}"
+        await asyncio.sleep(0.5)
+    pooled_scopes = pooled(
+        [
+            QualityReport.model_validate((await c.get(names.QUALITY_PATH)).json())
+            for c in one_client_per_worker.values()
+        ]
+    )
+    (pooled_overall,) = [s for s in pooled_scopes if s.scope == "*"]
+    assert pooled_overall.samples == asked  # the operator counts the shared window once
 
 
 def test_a_killed_worker_is_replaced_and_sigterm_stops_all(router: StandInRouter) -> None:

@@ -9,7 +9,15 @@ from iccache_operator.quality import running_addresses
 from iccache_operator.status import quality_status
 
 
-def _scope(scope: str, samples: int, losses: int, small: int, large: int, offset: float = 0.0):
+def _scope(
+    scope: str,
+    samples: int,
+    losses: int,
+    small: int,
+    large: int,
+    offset: float = 0.0,
+    window: str | None = None,
+):
     low, high = wilson_interval(losses, samples, z_score(0.95))
     return ScopeQuality(
         scope=scope,
@@ -23,6 +31,7 @@ def _scope(scope: str, samples: int, losses: int, small: int, large: int, offset
         holds=None if scope != "*" else high <= 0.05,
         small_answers=small,
         large_answers=large,
+        window=window,
     )
 
 
@@ -40,6 +49,21 @@ def test_routers_are_pooled_by_scope_with_the_interval_computed_anew() -> None:
     assert overall.holds is True
     assert acme.holds is None
     assert (overall.small_answers, overall.large_answers) == (1100, 900)
+
+
+def test_routers_sharing_a_window_count_once() -> None:
+    # Three routers of one cache share a window in Redis (one a refresh behind); a fourth,
+    # of an older version, keeps its own.
+    shared = [
+        _scope("*", 400, 4, 900, 100, 0.02, window="demo:quality"),
+        _scope("*", 400, 4, 900, 100, 0.02, window="demo:quality"),
+        _scope("*", 390, 4, 880, 100, 0.04, window="demo:quality"),
+    ]
+    own = _scope("*", 100, 1, 50, 50)
+    (overall,) = pooled([QualityReport(confidence=0.95, scopes=[s]) for s in [*shared, own]])
+    assert (overall.samples, overall.losses) == (500, 5)
+    assert (overall.small_answers, overall.large_answers) == (950, 150)
+    assert overall.bar_offset == 0.04  # still the most cautious copy's
 
 
 def test_status_quality_reports_offload_budget_and_missing_routers() -> None:

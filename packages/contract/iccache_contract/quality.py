@@ -20,8 +20,16 @@ class ScopeQuality(BaseModel):
     upper: float = Field(description="Upper end (the budget applies to it)")
     bar_offset: float = Field(description="Added to the routing bar (positive: less offload)")
     holds: bool | None = Field(description="upper <= max_loss (None without a budget)")
-    small_answers: int = Field(description="Answered by the small model since start")
-    large_answers: int = Field(description="Answered by the large model since start")
+    small_answers: int = Field(
+        description="Answered by the small model (by every router sharing the window; "
+        "without one, by this router since it started)"
+    )
+    large_answers: int = Field(description="Answered by the large model (as small_answers)")
+    window: str | None = Field(
+        default=None,
+        description="The name of the window the router shares with the other routers of "
+        "its cache (reports naming the same window count once); None: its own",
+    )
 
 
 class QualityReport(BaseModel):
@@ -45,10 +53,28 @@ def wilson_interval(losses: int, samples: int, z: float) -> tuple[float, float]:
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
+def distinct_windows(parts: Sequence[ScopeQuality]) -> list[ScopeQuality]:
+    """One report per shared window (the one that has seen the most: routers refresh
+    their copies a few seconds apart), and every report of a router's own window."""
+    own = [p for p in parts if p.window is None]
+    shared: dict[str, ScopeQuality] = {}
+    for p in parts:
+        if p.window is None:
+            continue
+        best = shared.get(p.window)
+        if best is None or _seen(p) > _seen(best):
+            shared[p.window] = p
+    return own + [shared[w] for w in sorted(shared)]
+
+
+def _seen(p: ScopeQuality) -> tuple[int, int]:
+    return p.samples, p.small_answers + p.large_answers
+
+
 def pooled(reports: Sequence[QualityReport]) -> list[ScopeQuality]:
-    """One estimate per scope over several routers: their judged answers and answer
-    counts summed, the interval computed anew, the highest bar offset (the most
-    cautious router's)."""
+    """One estimate per scope over several routers: the judged answers and answer counts
+    of their distinct windows summed, the interval computed anew, the highest bar offset
+    (the most cautious router's)."""
     if not reports:
         return []
     z = z_score(reports[0].confidence)
@@ -57,7 +83,8 @@ def pooled(reports: Sequence[QualityReport]) -> list[ScopeQuality]:
         for s in r.scopes:
             scopes.setdefault(s.scope, []).append(s)
     out = []
-    for scope, parts in sorted(scopes.items()):
+    for scope, reported in sorted(scopes.items()):
+        parts = distinct_windows(reported)
         samples = sum(p.samples for p in parts)
         losses = sum(p.losses for p in parts)
         lower, upper = wilson_interval(losses, samples, z)
@@ -71,7 +98,7 @@ def pooled(reports: Sequence[QualityReport]) -> list[ScopeQuality]:
                 loss=round(losses / samples, 6) if samples else 0.0,
                 lower=round(lower, 6),
                 upper=round(upper, 6),
-                bar_offset=max(p.bar_offset for p in parts),
+                bar_offset=max(p.bar_offset for p in reported),
                 holds=None if max_loss is None else upper <= max_loss,
                 small_answers=sum(p.small_answers for p in parts),
                 large_answers=sum(p.large_answers for p in parts),

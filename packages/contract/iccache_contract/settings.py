@@ -145,6 +145,14 @@ class QualitySettings(_Section):
     step: float = Field(default=0.02, gt=0, le=0.5, description="Bar move per step")
     hold: int = Field(default=250, ge=1, description="New outcomes between moves")
     min_samples: int = Field(default=500, ge=1, description="Outcomes before steering")
+    unproven_share: float = Field(
+        default=0.1,
+        ge=0,
+        le=1,
+        description="Until a budget's estimate counts min_samples judged answers, at most "
+        "this share of the requests the policy would offload go to the small model (the "
+        "rest to the large one): offload is earned by evidence (1: offload freely)",
+    )
 
     def budget(self, tenant: str) -> float | None:
         return self.tenants.get(tenant, self.max_loss)

@@ -43,6 +43,7 @@ from iccache_dataplane.routing.registry import make_policy
 from iccache_dataplane.storage.connect import example_store, layout_of, redis_client
 from iccache_dataplane.storage.examples import ExampleStore, RedisBanditStore
 from iccache_dataplane.storage.loadboard import REPORT_SECONDS, LoadBoard
+from iccache_dataplane.storage.quality_store import RedisOutcomeStore
 from iccache_dataplane.storage.ratelimit import RateLimiter
 
 log = logging.getLogger(__name__)
@@ -137,6 +138,7 @@ async def build(settings: RouterSettings, encoder: Encoder | None = None) -> Par
         judge=judge,
         limiter=RateLimiter(client, layout),
         shadow=shadow,
+        outcomes=RedisOutcomeStore(client, layout),
     )
     board = LoadBoard(client, layout)
     status = {"started": False, "index": False}
@@ -174,6 +176,7 @@ async def maintain(parts: Parts) -> None:
                 parts.status["index"] = True
                 log.info("example index %r is ready", parts.settings.redis.index_name)
             await parts.policy.refresh()
+            await parts.service.budget.refresh()
             for arm, outcomes in parts.policy.learned().items():
                 parts.metrics.learned.labels(arm.value).set(outcomes)
             parts.metrics.cache_examples.set(examples)

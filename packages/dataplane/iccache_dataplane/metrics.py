@@ -185,6 +185,13 @@ class Metrics:
             multiprocess_mode="liveall",
             registry=r,
         )
+        self.quality_held = Counter(
+            "iccache_quality_unproven_held",
+            "Requests the policy would have offloaded, kept on the large model because the "
+            "scope's budget has too few judged answers to be shown yet (unproven_share)",
+            quality,
+            registry=r,
+        )
         self.shadow = Counter(
             "iccache_shadow_comparisons",
             "Shadow comparisons of small answers against the large model, by result",

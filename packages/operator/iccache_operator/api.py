@@ -302,6 +302,13 @@ class QualitySpec(_Obj):
     step: float = Field(default=0.02, gt=0, le=0.5, description="Bar move per step")
     hold: int = Field(default=250, ge=1, description="New outcomes between moves")
     min_samples: int = Field(default=500, ge=1, description="Outcomes before steering")
+    unproven_share: float = Field(
+        default=0.1,
+        ge=0,
+        le=1,
+        description="Until minSamples judged answers are in, at most this share of what "
+        "would be offloaded goes to the small model (1: offload freely)",
+    )
 
 
 class RoutingSpec(_Obj):

@@ -1,4 +1,4 @@
-"""``GET /quality``: this router process's quality budget, for the operator's
+"""``GET /quality``: the quality budget as this router process sees it, for the operator's
 ``status.quality`` (and for people). Unauthenticated, like ``/metrics``: it holds
 figures and tenant names, no requests or answers."""
 
@@ -32,6 +32,7 @@ def _scope(s: BudgetStatus) -> ScopeQuality:
         holds=s.holds,
         small_answers=s.small_answers,
         large_answers=s.large_answers,
+        window=s.window,
     )
 
 

@@ -53,6 +53,12 @@ class LossWindow:
         self._outcomes.append((margin, lost))
         self.total += 1
 
+    def replace(self, outcomes: list[tuple[float, bool]], total: int) -> None:
+        """Take another copy's contents (oldest first): a window shared by routers."""
+        self._outcomes.clear()
+        self._outcomes.extend(outcomes)
+        self.total = max(total, len(self._outcomes))
+
     def estimate(self, z: float, offset: float = -math.inf) -> LossEstimate:
         """The loss rate among the answers an ``offset`` would still offload."""
         kept = [lost for margin, lost in self._outcomes if margin >= offset]

@@ -43,7 +43,7 @@ class Feedback:
         if record.features is not None:
             await self.policy.learn(record.features, record.route, score)
         if record.route is Route.SMALL and record.margin is not None and self.budget is not None:
-            self.budget.record(record.tenant, record.margin, lost=score < LOSS_BELOW)
+            await self.budget.record(record.tenant, record.margin, lost=score < LOSS_BELOW)
         if record.route is Route.SMALL and record.example_ids and self.index is not None:
             with contextlib.suppress(DependencyDown):
                 await self.index.record_outcome(record.example_ids, score)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -93,9 +94,11 @@ class Planner:
         backends: Backends,
         metrics: Metrics,
         budget: QualityBudget | None = None,
+        rng: random.Random | None = None,
     ) -> None:
         self.settings = settings
         self.budget = budget
+        self._rng = rng or random.Random()
         self.embedder = embedder
         self.cache = cache
         self.policy = policy
@@ -244,10 +247,27 @@ class Planner:
             )
             decision.predicted_quality = choice.predicted_quality
             decision.margin = choice.margin
+            if decision.route is Route.SMALL and self._held(req.tenant):
+                decision.route = Route.LARGE
+                decision.reason += (
+                    "; held to the large model: the quality budget has too few judged "
+                    "answers to be shown yet"
+                )
         chosen, other = self.backends[decision.route], self.backends[decision.route.other]
         if not chosen.load.healthy and other.load.healthy and fits(other.settings, req):
             decision.route = decision.route.other
             decision.reason += f"; {chosen.route.value} model marked down"
+
+    def _held(self, tenant: str) -> bool:
+        """Whether an answer the policy gave the small model goes to the large one: while
+        the budget cannot be shown, only ``unproven_share`` of them stay small."""
+        budget = self.budget
+        if budget is None or not budget.unproven(tenant):
+            return False
+        if self._rng.random() < budget.settings.unproven_share:
+            return False
+        self.metrics.quality_held.labels(budget.scope(tenant)).inc()
+        return True
 
     def _stage(self, name: str) -> _Timer:
         return _Timer(self.metrics, name)

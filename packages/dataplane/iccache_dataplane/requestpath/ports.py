@@ -22,6 +22,7 @@ from iccache_dataplane.core.domain import (
     Verdict,
 )
 from iccache_dataplane.core.load import LoadTracker
+from iccache_dataplane.core.quality_budget import Steering
 
 
 class Embedder(Protocol):
@@ -96,6 +97,30 @@ class Judge(Protocol):
     async def judge(
         self, conversation: Sequence[ChatMessage], question: str, small_answer: str
     ) -> Verdict: ...
+
+
+class OutcomeStore(Protocol):
+    """The quality budget's state, shared by every router of one cache: per scope, the
+    last judged answers, how many were ever judged, the bar's offset, and the answers
+    each model gave."""
+
+    name: str  # names the shared window in reports (routers naming it alike count once)
+
+    async def add(self, scope: str, margin: float, lost: bool, size: int) -> None: ...
+
+    async def window(self, scope: str, size: int) -> tuple[list[tuple[float, bool]], int]:
+        """The last ``size`` outcomes, oldest first, and how many there ever were."""
+        ...
+
+    async def steering(self, scope: str) -> Steering: ...
+
+    async def move(self, scope: str, seen: Steering, new: Steering) -> Steering:
+        """Store ``new`` if the stored state is still ``seen``; the stored state after."""
+        ...
+
+    async def count_answers(self, scope: str, small: int, large: int) -> tuple[int, int]:
+        """Add answers of each model; the totals after."""
+        ...
 
 
 Backends = Mapping[Route, ModelBackend]

@@ -28,7 +28,14 @@ from iccache_dataplane.requestpath.feedback import Feedback
 from iccache_dataplane.requestpath.generation import Generator
 from iccache_dataplane.requestpath.limits import InFlight
 from iccache_dataplane.requestpath.planning import Planner, load_snapshot
-from iccache_dataplane.requestpath.ports import Backends, Embedder, ExampleIndex, Judge, Limiter
+from iccache_dataplane.requestpath.ports import (
+    Backends,
+    Embedder,
+    ExampleIndex,
+    Judge,
+    Limiter,
+    OutcomeStore,
+)
 from iccache_dataplane.requestpath.quality import QualityBudget
 from iccache_dataplane.requestpath.shadow import ShadowComparer
 from iccache_dataplane.routing.base import RoutingPolicy
@@ -47,9 +54,10 @@ class RouterService:
         judge: Judge | None = None,
         limiter: Limiter | None = None,
         shadow: ShadowComparer | None = None,
+        outcomes: OutcomeStore | None = None,
     ) -> None:
         self.settings = settings
-        self.budget = QualityBudget(settings.routing.quality, metrics)
+        self.budget = QualityBudget(settings.routing.quality, metrics, outcomes)
         self.limiter = limiter
         self.store = store
         self.policy = policy

@@ -11,6 +11,9 @@ One InContextCache owns one key prefix and one index name (the operator sets bot
 - ``<prefix>:req:<request id>``: what feedback needs of a past decision (JSON, with TTL);
 - ``<prefix>:bandit`` and ``<prefix>:bandit:large``: the bandit's statistics per arm;
 - ``<prefix>:load``: each router replica's recent peak load (a hash field per replica);
+- ``<prefix>:quality:<outcomes|total|steering|answers>:<scope>``: the quality budget's
+  shared window of judged answers (a list), how many were ever judged, the bar's offset
+  (a hash) and the answers per model (a hash), per scope ("*" or a tenant);
 - ``<prefix>:rate:<tenant>:<requests|tokens>:<minute>``: per-tenant rate counters;
 - ``<prefix>:stored:<request id>``: the example a request's answer became (for forget);
 - ``<prefix>:replay:last``: the last replay run's summary (JSON).
@@ -112,6 +115,13 @@ class RedisLayout:
 
     def stored_key(self, request_id: str) -> str:
         return f"{self.prefix}:stored:{request_id}"
+
+    @property
+    def quality_prefix(self) -> str:
+        return f"{self.prefix}:quality"
+
+    def quality_key(self, kind: str, scope: str) -> str:
+        return f"{self.quality_prefix}:{kind}:{scope}"
 
     @property
     def load_key(self) -> str:
