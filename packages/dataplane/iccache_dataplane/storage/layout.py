@@ -117,6 +117,12 @@ class RedisLayout:
         return f"{self.prefix}:stored:{request_id}"
 
     @property
+    def learning_patterns(self) -> list[str]:
+        """The keys of what routers learned (the bandit's statistics, the quality
+        budget's state, saved decisions), as SCAN patterns: the examples are not here."""
+        return [f"{self.prefix}:bandit*", f"{self.quality_prefix}:*", f"{self.prefix}:req:*"]
+
+    @property
     def quality_prefix(self) -> str:
         return f"{self.prefix}:quality"
 

@@ -27,7 +27,7 @@ from iccache_dataplane.app import running
 from iccache_dataplane.backends.client import Backend
 from iccache_dataplane.core.domain import ChatMessage, GenerationParams, Route
 from iccache_dataplane.embedding import BatchingEmbedder
-from iccache_dataplane.storage.connect import example_store
+from iccache_dataplane.storage.connect import example_store, layout_of
 from iccache_dev.bench import report
 from iccache_dev.bench.prepare import (
     STYLES,
@@ -179,6 +179,20 @@ async def drive(
     return [o for o in outcomes if o is not None], wall
 
 
+async def forget_learning(settings: RouterSettings) -> None:
+    """Every router-based system starts from the same state: the seeded examples and
+    nothing learned (the bandit's statistics and the quality budget live in Redis and
+    would otherwise carry over from the system before)."""
+    store = example_store(settings)
+    try:
+        for pattern in layout_of(settings).learning_patterns:
+            keys = [key async for key in store.client.scan_iter(match=pattern, count=1000)]
+            if keys:
+                await store.client.delete(*keys)
+    finally:
+        await store.client.aclose()
+
+
 async def run_system(
     spec: SystemSpec,
     mode: str,
@@ -211,6 +225,7 @@ async def run_system(
             await store.client.aclose()
         return outcomes, wall, {"small": 0, "large": cache.tokens}, None
 
+    await forget_learning(settings)
     merged = settings.model_dump()
     for section, values in spec.router.items():
         merged[section] = {**merged[section], **values}
