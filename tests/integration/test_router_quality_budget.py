@@ -95,8 +95,9 @@ def test_offload_is_earned_once_enough_answers_are_judged(
     redis_server: LocalRedis, tmp_path: Path
 ) -> None:
     # With unproven_share 0.2 the small model gets a fifth of what the policy would give
-    # it until 10 judged answers (all agreeing: no loss) are in; then all of it.
-    earned = {**QUALITY, "unproven_share": 0.2}
+    # it until 10 judged answers (all agreeing: no loss) are in; then all of it. Only the
+    # shadows judge here (no probes; the next test has them alone).
+    earned = {**QUALITY, "unproven_share": 0.2, "probe_rate": 0.0}
     routing = {**ROUTING, "quality": earned}
     with standin_router(tmp_path, redis_server.url, prefix="earned", routing=routing) as r:
         first = [ask(r, n) for n in range(20)]
@@ -112,6 +113,30 @@ def test_offload_is_earned_once_enough_answers_are_judged(
         later = [ask(r, m) for m in range(1000, 1020)]
         assert later == ["small"] * 20, later
         assert overall(r)["holds"] is True
+
+
+def test_probes_earn_offload_when_nothing_goes_small(
+    redis_server: LocalRedis, tmp_path: Path
+) -> None:
+    # No shadows and nothing offloaded before the budget is shown (the large model busy,
+    # in effect): every request is held to the large model, and the idle small model
+    # answers it too, off the response path; the probes are the budget's evidence.
+    probed = {**QUALITY, "shadow_rate": 0.0, "unproven_share": 0.0, "probe_rate": 1.0}
+    routing = {**ROUTING, "quality": probed}
+    with standin_router(tmp_path, redis_server.url, prefix="probed", routing=routing) as r:
+        n = 0
+        while overall(r)["samples"] < QUALITY["min_samples"]:
+            assert n < 100, overall(r)
+            assert ask(r, n) == "large"
+            n += 1
+        text = httpx.get(r.url + "/metrics", timeout=10).text
+        found = re.search(r'^iccache_quality_probes_total\{result="no_loss"\} (\S+)$', text, re.M)
+        assert found, text
+        assert float(found.group(1)) >= QUALITY["min_samples"], text
+        later = [ask(r, m) for m in range(1000, 1020)]
+        assert later == ["small"] * 20, later
+        assert overall(r)["holds"] is True
+        assert overall(r)["large_answers"] == n
 
 
 # The judge answers in seconds, not milliseconds: fewer outcomes before it steers.

@@ -153,6 +153,15 @@ class QualitySettings(_Section):
         "this share of the requests the policy would offload go to the small model (the "
         "rest to the large one): offload is earned by evidence (1: offload freely)",
     )
+    probe_rate: float = Field(
+        default=1.0,
+        ge=0,
+        le=1,
+        description="Share of the requests held to the large model (unproven_share) that "
+        "the small model also answers, off the response path and only while it is idle; "
+        "compared with the large answer served, they count in the budget and teach the "
+        "policy (0: no probes)",
+    )
 
     def budget(self, tenant: str) -> float | None:
         return self.tenants.get(tenant, self.max_loss)

@@ -118,14 +118,16 @@ async def build(settings: RouterSettings, encoder: Encoder | None = None) -> Par
     policy = make_policy(settings.routing, RedisBanditStore(client, layout, len(FEATURE_NAMES)))
     backends = {route: Backend(route, getattr(settings, route.value)) for route in Route}
     quality = settings.routing.quality
+    budgeted = quality.max_loss is not None or bool(quality.tenants)
+    compares = quality.shadow_rate > 0 or (budgeted and quality.probe_rate > 0)
     judge = (
         PairwiseJudge(settings.judge, backends[Route.LARGE])
-        if settings.judge.base_url and (settings.judge.sample_rate > 0 or quality.shadow_rate > 0)
+        if settings.judge.base_url and (settings.judge.sample_rate > 0 or compares)
         else None
     )
     shadow = (
-        ShadowComparer(quality, backends[Route.LARGE], embedder, judge)
-        if quality.shadow_rate > 0
+        ShadowComparer(quality, backends[Route.LARGE], embedder, judge, small=backends[Route.SMALL])
+        if compares
         else None
     )
     service = RouterService(

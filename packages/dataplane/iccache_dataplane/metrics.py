@@ -198,6 +198,13 @@ class Metrics:
             ["result"],
             registry=r,
         )
+        self.probes = Counter(
+            "iccache_quality_probes",
+            "Requests held to the large model also answered by the idle small model and "
+            "compared with the large answer (probe_rate), by result",
+            ["result"],
+            registry=r,
+        )
         self._small = 0
         self._large = 0
         self.exact_served = 0

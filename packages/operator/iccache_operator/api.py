@@ -309,6 +309,13 @@ class QualitySpec(_Obj):
         description="Until minSamples judged answers are in, at most this share of what "
         "would be offloaded goes to the small model (1: offload freely)",
     )
+    probe_rate: float = Field(
+        default=1.0,
+        ge=0,
+        le=1,
+        description="Share of those held requests the idle small model also answers, off "
+        "the response path, to judge against the large answer (0: none)",
+    )
 
 
 class RoutingSpec(_Obj):

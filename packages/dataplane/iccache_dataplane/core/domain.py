@@ -165,6 +165,7 @@ class Decision:
     predicted_quality: float | None = None
     margin: float | None = None  # see RouteChoice.margin
     ineligible: str | None = None  # why the cache could not serve this request faithfully
+    held: bool = False  # the policy chose the small model; the unproven budget held it
 
     @property
     def max_similarity(self) -> float:

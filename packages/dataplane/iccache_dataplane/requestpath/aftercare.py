@@ -101,13 +101,15 @@ class Aftercare:
         self._spawn(self._learn(plan, req, text))
         if d.route is Route.SMALL:
             self._compare_sampled(d, req, text)
+        elif plan.probe is not None and self.shadow is not None and self.shadow.probe_sampled():
+            self._spawn(self._probe(self.shadow, plan, req, text))
 
     def _compare_sampled(self, d: Decision, req: RouterRequest, text: str) -> None:
         """Start a comparison of a small answer with the large model's when this answer
         is sampled: the quality budget's shadow comparison, else the judge's own sample.
         A task of its own, so that a slow large model never delays the decision's save
         or the admission."""
-        if self.shadow is not None:
+        if self.shadow is not None and self.shadow.settings.shadow_rate > 0:
             expected = prompt_tokens(req.messages) + estimate_tokens(text)
             if self.shadow.sampled(expected):
                 self._spawn(self._shadow(self.shadow, d, req, text))
@@ -151,6 +153,23 @@ class Aftercare:
         source = f"shadow-{compared.source}"
         with contextlib.suppress(UnknownRequest):
             await self.feedback.apply(d.request_id, 0.0 if compared.lost else 1.0, source=source)
+
+    async def _probe(
+        self, shadow: ShadowComparer, plan: Plan, req: RouterRequest, text: str
+    ) -> None:
+        """A held request's small answer, judged against the large answer served."""
+        assert plan.probe is not None
+        compared = await shadow.probe(req, plan.probe, text)
+        if compared is None:
+            self.metrics.probes.labels("skipped").inc()
+            return
+        self.metrics.probes.labels("loss" if compared.lost else "no_loss").inc()
+        try:
+            await self.feedback.probed(
+                plan.decision, plan.probe_examples, 0.0 if compared.lost else 1.0
+            )
+        except DependencyDown as exc:
+            log.warning("probe outcome not learned, redis failed: %s", exc)
 
     async def _admit(self, plan: Plan, req: RouterRequest, text: str) -> None:
         cache = self.settings.cache

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 
-from iccache_dataplane.core.domain import Route
+from iccache_dataplane.core.domain import Candidate, Decision, Route
 from iccache_dataplane.core.errors import DependencyDown, UnknownRequest
 from iccache_dataplane.metrics import Metrics
 from iccache_dataplane.requestpath.decisions import DecisionLog, DecisionRecord
@@ -48,3 +48,16 @@ class Feedback:
             with contextlib.suppress(DependencyDown):
                 await self.index.record_outcome(record.example_ids, score)
         return record
+
+    async def probed(self, decision: Decision, examples: list[Candidate], score: float) -> None:
+        """Apply a probe's outcome: what the small model, with ``examples``, would have
+        scored on a request held to the large model. It counts as the small arm's, in
+        the budget (the request was offloadable at the bar) and for the examples."""
+        self.metrics.feedback.labels("probe").inc()
+        if decision.features is not None:
+            await self.policy.learn(decision.features, Route.SMALL, score)
+        if decision.margin is not None and self.budget is not None:
+            await self.budget.record(decision.tenant, decision.margin, lost=score < LOSS_BELOW)
+        if examples and self.index is not None:
+            with contextlib.suppress(DependencyDown):
+                await self.index.record_outcome([e.id for e in examples], score)

@@ -21,10 +21,10 @@ def check_context(limits: Sequence[BackendSettings], tokens: int, max_tokens: in
         )
 
 
-def check_content(backend: BackendSettings, req: RouterRequest) -> None:
-    """Refuse content parts the chosen model is known not to accept (``content_types``)."""
+def refused_content(backend: BackendSettings, req: RouterRequest) -> list[str]:
+    """The types of the request's content parts the model is known not to accept."""
     if backend.content_types is None:
-        return
+        return []
     found = {
         str(part.get("type"))
         for m in req.messages
@@ -32,11 +32,16 @@ def check_content(backend: BackendSettings, req: RouterRequest) -> None:
         for part in content
         if isinstance(part, dict)
     }
-    refused = sorted(found - set(backend.content_types))
+    return sorted(found - set(backend.content_types))
+
+
+def check_content(backend: BackendSettings, req: RouterRequest) -> None:
+    """Refuse content parts the chosen model is known not to accept (``content_types``)."""
+    refused = refused_content(backend, req)
     if refused:
         raise InvalidRequest(
             f"model {backend.model!r} accepts content parts of types "
-            f"{sorted(backend.content_types)}, not {refused}",
+            f"{sorted(backend.content_types or [])}, not {refused}",
             param="messages",
         )
 

@@ -40,6 +40,7 @@ from iccache_dataplane.requestpath.fitting import (
     check_context,
     fit_examples,
     fits,
+    refused_content,
 )
 from iccache_dataplane.requestpath.ports import Backends, Embedder
 from iccache_dataplane.requestpath.quality import QualityBudget
@@ -60,6 +61,9 @@ class Plan:
     selected: list[Candidate] = field(default_factory=list)  # by utility, before routing
     exact_answer: str | None = None
     retrieval_text: str = ""  # what was embedded: also the prompt an admitted example keeps
+    # A held request's small-model prompt (with its examples), for a probe
+    probe: list[ChatMessage] | None = None
+    probe_examples: list[Candidate] = field(default_factory=list)
 
     @property
     def nearest_similarity(self) -> float | None:
@@ -157,13 +161,18 @@ class Planner:
 
         check_content(self.backends[decision.route].settings, req)
         messages = list(req.messages)
+        plan = Plan(decision, messages, vector, candidates, examples, retrieval_text=text)
+        small = self.backends[Route.SMALL].settings
         if decision.route is Route.SMALL:
-            decision.examples = fit_examples(examples, req, self.backends[Route.SMALL].settings)
-            messages = with_examples(decision.examples, req.messages)
+            decision.examples = fit_examples(examples, req, small)
+            plan.messages = with_examples(decision.examples, req.messages)
+        elif decision.held and fits(small, req) and not refused_content(small, req):
+            plan.probe_examples = fit_examples(examples, req, small)
+            plan.probe = with_examples(plan.probe_examples, req.messages)
         decision.backend_model = self.backends[decision.route].model
         self.metrics.examples.observe(len(decision.examples))
         self.metrics.similarity.observe(features.max_similarity)
-        return Plan(decision, messages, vector, candidates, examples, retrieval_text=text)
+        return plan
 
     # -- steps --------------------------------------------------------------------------
     def _eligibility(self, decision: Decision, req: RouterRequest) -> IneligibleSettings:
@@ -248,7 +257,7 @@ class Planner:
             decision.predicted_quality = choice.predicted_quality
             decision.margin = choice.margin
             if decision.route is Route.SMALL and self._held(req.tenant):
-                decision.route = Route.LARGE
+                decision.route, decision.held = Route.LARGE, True
                 decision.reason += (
                     "; held to the large model: the quality budget has too few judged "
                     "answers to be shown yet"

@@ -36,10 +36,11 @@ BUDGETS = (0.01, 0.02, 0.05)  # the quality budgets compared (iccache-budget-<ma
 # A benchmark is a few hundred requests, not the thousands a deployment sees, so the
 # budget steers on small evidence: it acts from the 20th judged answer and moves the bar
 # 0.05 at a time every 10; until then only a tenth of what the bandit would offload goes
-# to the small model (the router's default unproven_share). Half the small answers get a
-# shadow comparison while the large model is idle; the shadow calls' cost is in each
-# budgeted system's throughput. Every router-based system starts with nothing learned
-# (run.forget_learning).
+# to the small model (the router's default unproven_share), and the idle small model
+# answers the held ones too (probes, judged against the large answer). Half the small
+# answers get a shadow comparison while the large model is idle; the shadow calls' and
+# the probes' cost is in each budgeted system's throughput. Every router-based system
+# starts with nothing learned (run.forget_learning).
 BENCH_QUALITY = {"shadow_rate": 0.5, "min_samples": 20, "hold": 10, "step": 0.05}
 
 
