@@ -10,7 +10,10 @@ from dataclasses import dataclass
 import pytest
 
 from iccache_contract.quality import wilson_interval, z_score
+from iccache_contract.settings import QualitySettings
 from iccache_dataplane.core.quality_budget import LossWindow, Steering, SteeringRules, steer
+from iccache_dataplane.metrics import Metrics
+from iccache_dataplane.requestpath.quality import QualityBudget
 
 Z95 = z_score(0.95)
 
@@ -124,3 +127,23 @@ def test_the_controller_follows_a_step_change_both_ways() -> None:
     state, _, _ = run(normal, RULES, 300_000, rng, state, window)
     assert state.offset < raised
     assert normal.true_loss(state.offset) <= RULES.max_loss
+
+
+def _budget() -> QualityBudget:
+    settings = QualitySettings(max_loss=0.3, min_samples=10, hold=1000, window=100)
+    return QualityBudget(settings, Metrics())
+
+
+async def test_offload_is_released_only_once_the_budget_is_shown_to_hold() -> None:
+    fine = _budget()
+    for n in range(10):
+        assert fine.unproven("t"), n  # too few judged answers to show anything
+        await fine.record("t", margin=0.2, lost=False)
+    assert not fine.unproven("t")  # 10 without a loss: the bound is under 0.3
+
+    # Enough samples are not enough: half of them lost, the bound is far above budget.
+    poor = _budget()
+    for n in range(40):
+        await poor.record("t", margin=0.2, lost=n % 2 == 0)
+    assert poor.unproven("t")
+    assert poor.statuses()[0].holds is False

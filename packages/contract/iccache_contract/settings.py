@@ -149,9 +149,10 @@ class QualitySettings(_Section):
         default=0.1,
         ge=0,
         le=1,
-        description="Until a budget's estimate counts min_samples judged answers, at most "
-        "this share of the requests the policy would offload go to the small model (the "
-        "rest to the large one): offload is earned by evidence (1: offload freely)",
+        description="Until a budget is shown to hold (min_samples judged answers at the "
+        "current bar, their upper bound within max_loss), at most this share of the "
+        "requests the policy would offload go to the small model (the rest to the large "
+        "one): offload is earned by evidence (1: offload freely)",
     )
     probe_rate: float = Field(
         default=1.0,

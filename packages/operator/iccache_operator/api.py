@@ -306,8 +306,9 @@ class QualitySpec(_Obj):
         default=0.1,
         ge=0,
         le=1,
-        description="Until minSamples judged answers are in, at most this share of what "
-        "would be offloaded goes to the small model (1: offload freely)",
+        description="Until the budget is shown to hold (minSamples judged answers, bound "
+        "within maxLoss), at most this share of what would be offloaded goes to the "
+        "small model (1: offload freely)",
     )
     probe_rate: float = Field(
         default=1.0,

@@ -80,17 +80,22 @@ class QualityBudget:
         return self._steering.get(self.scope(tenant), Steering()).offset
 
     def unproven(self, tenant: str) -> bool:
-        """Whether the tenant's scope has a budget whose estimate, at the current bar,
-        counts fewer than ``min_samples`` judged answers: it cannot be shown to hold,
-        and the controller does not act yet (kept up to date on every outcome and
-        refresh, so that this costs nothing on the hot path)."""
+        """Whether the tenant's scope has a budget not shown to hold: its estimate, at
+        the current bar, counts fewer than ``min_samples`` judged answers, or its upper
+        bound is above ``max_loss`` (kept up to date on every outcome and refresh, so
+        that this costs nothing on the hot path)."""
         scope = self.scope(tenant)
         return self.settings.budget(tenant) is not None and not self._shown.get(scope, False)
 
     def _note_evidence(self, scope: str) -> None:
+        budget = self.settings.budget(scope)
+        if budget is None:
+            return
         state = self._steering.get(scope, Steering())
-        samples = self._window(scope).estimate(self.z, state.offset).samples
-        self._shown[scope] = samples >= self.settings.min_samples
+        estimate = self._window(scope).estimate(self.z, state.offset)
+        self._shown[scope] = estimate.samples >= self.settings.min_samples and estimate.within(
+            budget
+        )
 
     async def record(self, tenant: str, margin: float, lost: bool) -> BudgetStatus:
         scope = self.scope(tenant)
