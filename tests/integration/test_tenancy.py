@@ -357,8 +357,12 @@ async def test_forget_removes_exactly_what_was_asked(keyed: Keyed, embedder: Any
         both = {"tenant": "acme", "request_id": request_id}
         assert (await http.post(forget, json=both, headers=admin)).status_code == 400
 
+        # The request's answer was judged once (its verdict is claimed in Redis).
+        assert await store.claim_verdict(request_id, 60)
+        assert not await store.claim_verdict(request_id, 60)
         r = await http.post(forget, json={"request_id": request_id}, headers=admin)
         assert r.json() == {"examples": 1, "dry_run": False}
+        assert await store.claim_verdict(request_id, 60)  # forgotten with the request
         assert await store.count_of("globex") == len(QUESTIONS)
         again = {**body, "model": "iccache", "iccache": {"no_store": True}}
         r = await http.post("/v1/chat/completions", json=again, headers=bearer("globex"))

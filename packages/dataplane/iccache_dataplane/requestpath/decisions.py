@@ -54,6 +54,7 @@ class DecisionLog:
         self._index = index
         self._capacity = capacity
         self._local: OrderedDict[str, DecisionRecord] = OrderedDict()
+        self._judged: OrderedDict[str, None] = OrderedDict()
 
     def remember(self, decision: Decision) -> None:
         """Keep a decision locally (at once: feedback may arrive before it is saved)."""
@@ -74,3 +75,19 @@ class DecisionLog:
                 payload = await self._index.load_decision(request_id)
                 record = DecisionRecord.from_json(payload) if payload else None
         return record
+
+    async def claim_verdict(self, request_id: str) -> bool:
+        """True for the first quality verdict on a request, False for every later one
+        (from this router or, through Redis, any other): the quality budget counts one
+        verdict per request, so a shadow and a user's feedback, or feedback sent twice,
+        do not count the same answer twice. While Redis is down, this router's memory
+        decides."""
+        if request_id in self._judged:
+            return False
+        self._judged[request_id] = None
+        while len(self._judged) > self._capacity:
+            self._judged.popitem(last=False)
+        if self._index is not None:
+            with contextlib.suppress(DependencyDown):
+                return await self._index.claim_verdict(request_id, DECISION_TTL_SECONDS)
+        return True

@@ -42,7 +42,12 @@ class Feedback:
         self.metrics.feedback.labels(source).inc()
         if record.features is not None:
             await self.policy.learn(record.features, record.route, score)
-        if record.route is Route.SMALL and record.margin is not None and self.budget is not None:
+        if (
+            record.route is Route.SMALL
+            and record.margin is not None
+            and self.budget is not None
+            and await self.decisions.claim_verdict(request_id)
+        ):
             await self.budget.record(record.tenant, record.margin, lost=score < LOSS_BELOW)
         if record.route is Route.SMALL and record.example_ids and self.index is not None:
             with contextlib.suppress(DependencyDown):
@@ -56,7 +61,11 @@ class Feedback:
         self.metrics.feedback.labels("probe").inc()
         if decision.features is not None:
             await self.policy.learn(decision.features, Route.SMALL, score)
-        if decision.margin is not None and self.budget is not None:
+        if (
+            decision.margin is not None
+            and self.budget is not None
+            and await self.decisions.claim_verdict(decision.request_id)
+        ):
             await self.budget.record(decision.tenant, decision.margin, lost=score < LOSS_BELOW)
         if examples and self.index is not None:
             with contextlib.suppress(DependencyDown):

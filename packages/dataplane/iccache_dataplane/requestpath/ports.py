@@ -61,6 +61,8 @@ class ExampleIndex(Protocol):
 
     async def load_decision(self, request_id: str) -> dict[str, Any] | None: ...
 
+    async def claim_verdict(self, request_id: str, ttl: int) -> bool: ...
+
 
 class ModelBackend(Protocol):
     """An OpenAI-compatible model server."""

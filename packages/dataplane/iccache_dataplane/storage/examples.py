@@ -324,6 +324,11 @@ class ExampleStore:
         loaded: dict[str, Any] = json.loads(raw)
         return loaded
 
+    async def claim_verdict(self, request_id: str, ttl: int) -> bool:
+        """True for the first caller of any replica to claim this request's verdict."""
+        key = self.layout.verdict_key(request_id)
+        return bool(await redis_call(lambda: self._r.set(key, "1", nx=True, ex=ttl)))
+
 
 class RedisBanditStore:
     """The bandit's additive statistics, one Redis hash per arm (shared by replicas)."""
