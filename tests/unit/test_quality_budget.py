@@ -147,3 +147,30 @@ async def test_offload_is_released_only_once_the_budget_is_shown_to_hold() -> No
         await poor.record("t", margin=0.2, lost=n % 2 == 0)
     assert poor.unproven("t")
     assert poor.statuses()[0].holds is False
+
+
+async def test_under_a_steady_workload_offload_once_released_is_not_held_again() -> None:
+    """The whole budget (hold, release and steering) on a simulated stream whose true
+    loss at the start is over budget: a tenth of the requests it offloads, and a tenth
+    of those it holds (probes), are judged. It is released once, and in the second half
+    it is never held again: the bar, not the hold, keeps the budget."""
+    rng = random.Random(3)
+    workload = Workload(scale=0.12)
+    budget = QualityBudget(QualitySettings(max_loss=0.02), Metrics())
+    changes, was_unproven, requests = [], True, 300_000
+    for i in range(requests):
+        q = rng.random()
+        margin = q - workload.base_bar
+        if margin < budget.offset("t") and rng.random() >= 0.05:
+            continue  # the policy sends it to the large model
+        unproven = budget.unproven("t")
+        if unproven != was_unproven:
+            changes.append(i)
+            was_unproven = unproven
+        if rng.random() < 0.1:  # a shadow (offloaded) or a probe (held)
+            await budget.record("t", margin, rng.random() < workload.scale * (1 - q))
+    assert changes, "never released"
+    assert changes[0] < requests // 2
+    assert [i for i in changes if i >= requests // 2] == []
+    assert not budget.unproven("t")
+    assert workload.true_loss(budget.offset("t")) <= 0.02
