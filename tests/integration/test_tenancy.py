@@ -26,6 +26,7 @@ from iccache_contract.settings import RouterSettings
 from iccache_dataplane.app import Runtime, running
 from iccache_dataplane.gen.iccache.v1 import router_pb2 as pb
 from iccache_dataplane.gen.iccache.v1 import router_pb2_grpc as pb_grpc
+from iccache_dataplane.storage.examples import ExampleStore
 from iccache_dev.local.llamacpp import LocalLLM
 
 QUESTIONS = [
@@ -358,11 +359,14 @@ async def test_forget_removes_exactly_what_was_asked(keyed: Keyed, embedder: Any
         assert (await http.post(forget, json=both, headers=admin)).status_code == 400
 
         # The request's answer was judged once (its verdict is claimed in Redis).
-        assert await store.claim_verdict(request_id, 60)
-        assert not await store.claim_verdict(request_id, 60)
+        assert await store.claim_verdict(request_id, "budget", 60)
+        assert not await store.claim_verdict(request_id, "budget", 60)
         r = await http.post(forget, json={"request_id": request_id}, headers=admin)
         assert r.json() == {"examples": 1, "dry_run": False}
-        assert await store.claim_verdict(request_id, 60)  # forgotten with the request
+        assert await store.claim_verdict(request_id, "budget", 60)  # forgotten with the request
+        assert await store.claim_verdict(request_id, "learn-user", 60)  # a purpose of its own
+        assert isinstance(store, ExampleStore)
+        assert await store.client.ttl(store.layout.verdicts_key(request_id)) > 0
         assert await store.count_of("globex") == len(QUESTIONS)
         again = {**body, "model": "iccache", "iccache": {"no_store": True}}
         r = await http.post("/v1/chat/completions", json=again, headers=bearer("globex"))

@@ -80,7 +80,7 @@ class FakeIndex:
     selections: list[tuple[tuple[str, ...], float]] = field(default_factory=list)
     outcomes: list[tuple[tuple[str, ...], float]] = field(default_factory=list)
     decisions: dict[str, dict[str, Any]] = field(default_factory=dict)
-    verdicts: set[str] = field(default_factory=set)
+    verdicts: set[tuple[str, str]] = field(default_factory=set)
     added: list[dict[str, Any]] = field(default_factory=list)  # add()'s keyword arguments
 
     def _call(self) -> None:
@@ -152,11 +152,11 @@ class FakeIndex:
         self._call()
         return self.decisions.get(request_id)
 
-    async def claim_verdict(self, request_id: str, ttl: int) -> bool:
+    async def claim_verdict(self, request_id: str, purpose: str, ttl: int) -> bool:
         self._call()
-        if request_id in self.verdicts:
+        if (request_id, purpose) in self.verdicts:
             return False
-        self.verdicts.add(request_id)
+        self.verdicts.add((request_id, purpose))
         return True
 
 

@@ -132,6 +132,13 @@ class Metrics:
         self.feedback = Counter(
             "iccache_feedback", "Quality signals received, by source", ["source"], registry=r
         )
+        self.feedback_repeated = Counter(
+            "iccache_feedback_repeated",
+            "Quality signals on a request the same source had already judged (not learned "
+            "from again), by source",
+            ["source"],
+            registry=r,
+        )
         self.judge_verdicts = Counter(
             "iccache_judge_verdicts",
             "Judge verdicts on sampled small-model answers",

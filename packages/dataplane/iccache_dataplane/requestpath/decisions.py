@@ -54,7 +54,7 @@ class DecisionLog:
         self._index = index
         self._capacity = capacity
         self._local: OrderedDict[str, DecisionRecord] = OrderedDict()
-        self._judged: OrderedDict[str, None] = OrderedDict()
+        self._claimed: OrderedDict[tuple[str, str], None] = OrderedDict()
 
     def remember(self, decision: Decision) -> None:
         """Keep a decision locally (at once: feedback may arrive before it is saved)."""
@@ -76,18 +76,20 @@ class DecisionLog:
                 record = DecisionRecord.from_json(payload) if payload else None
         return record
 
-    async def claim_verdict(self, request_id: str) -> bool:
-        """True for the first quality verdict on a request, False for every later one
-        (from this router or, through Redis, any other): the quality budget counts one
-        verdict per request, so a shadow and a user's feedback, or feedback sent twice,
-        do not count the same answer twice. While Redis is down, this router's memory
-        decides."""
-        if request_id in self._judged:
+    async def claim_verdict(self, request_id: str, purpose: str) -> bool:
+        """True for the first verdict on a request for ``purpose``, False for every later
+        one (from this router or, through Redis, any other). The quality budget counts
+        one verdict per request (purpose ``budget``) and each source teaches once per
+        request (``learn-<source>``), so a shadow and a user's feedback do not count the
+        same answer twice, and feedback sent again does not teach again. While Redis is
+        down, this router's memory decides."""
+        claim = (request_id, purpose)
+        if claim in self._claimed:
             return False
-        self._judged[request_id] = None
-        while len(self._judged) > self._capacity:
-            self._judged.popitem(last=False)
+        self._claimed[claim] = None
+        while len(self._claimed) > self._capacity:
+            self._claimed.popitem(last=False)
         if self._index is not None:
             with contextlib.suppress(DependencyDown):
-                return await self._index.claim_verdict(request_id, DECISION_TTL_SECONDS)
+                return await self._index.claim_verdict(request_id, purpose, DECISION_TTL_SECONDS)
         return True

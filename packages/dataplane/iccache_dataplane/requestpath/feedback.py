@@ -35,21 +35,21 @@ class Feedback:
         self, request_id: str, score: float, tenant: str | None = None, source: str = "user"
     ) -> DecisionRecord:
         """Apply a score in [0, 1] to the decision of ``request_id``. ``tenant``, when
-        given, must be the request's: another tenant learns that the id is unknown."""
+        given, must be the request's: another tenant learns that the id is unknown. Each
+        source teaches once per request; the budget counts one verdict per request."""
         record = await self.decisions.find(request_id)
         if record is None or (tenant is not None and tenant != record.tenant):
             raise UnknownRequest(f"no decision is known for request id {request_id!r}")
         self.metrics.feedback.labels(source).inc()
+        if not await self.decisions.claim_verdict(request_id, f"learn-{source}"):
+            self.metrics.feedback_repeated.labels(source).inc()
+            return record
         if record.features is not None:
             await self.policy.learn(record.features, record.route, score)
-        if (
-            record.route is Route.SMALL
-            and record.margin is not None
-            and self.budget is not None
-            and await self.decisions.claim_verdict(request_id)
-        ):
-            await self.budget.record(record.tenant, record.margin, lost=score < LOSS_BELOW)
-        if record.route is Route.SMALL and record.example_ids and self.index is not None:
+        small = record.route is Route.SMALL
+        if small and record.margin is not None:
+            await self._count(request_id, record.tenant, record.margin, score)
+        if small and record.example_ids and self.index is not None:
             with contextlib.suppress(DependencyDown):
                 await self.index.record_outcome(record.example_ids, score)
         return record
@@ -59,14 +59,18 @@ class Feedback:
         scored on a request held to the large model. It counts as the small arm's, in
         the budget (the request was offloadable at the bar) and for the examples."""
         self.metrics.feedback.labels("probe").inc()
+        if not await self.decisions.claim_verdict(decision.request_id, "learn-probe"):
+            self.metrics.feedback_repeated.labels("probe").inc()
+            return
         if decision.features is not None:
             await self.policy.learn(decision.features, Route.SMALL, score)
-        if (
-            decision.margin is not None
-            and self.budget is not None
-            and await self.decisions.claim_verdict(decision.request_id)
-        ):
-            await self.budget.record(decision.tenant, decision.margin, lost=score < LOSS_BELOW)
+        if decision.margin is not None:
+            await self._count(decision.request_id, decision.tenant, decision.margin, score)
         if examples and self.index is not None:
             with contextlib.suppress(DependencyDown):
                 await self.index.record_outcome([e.id for e in examples], score)
+
+    async def _count(self, request_id: str, tenant: str, margin: float, score: float) -> None:
+        """The first verdict on a request counts in the quality budget; later ones not."""
+        if self.budget is not None and await self.decisions.claim_verdict(request_id, "budget"):
+            await self.budget.record(tenant, margin, lost=score < LOSS_BELOW)

@@ -324,10 +324,19 @@ class ExampleStore:
         loaded: dict[str, Any] = json.loads(raw)
         return loaded
 
-    async def claim_verdict(self, request_id: str, ttl: int) -> bool:
-        """True for the first caller of any replica to claim this request's verdict."""
-        key = self.layout.verdict_key(request_id)
-        return bool(await redis_call(lambda: self._r.set(key, "1", nx=True, ex=ttl)))
+    async def claim_verdict(self, request_id: str, purpose: str, ttl: int) -> bool:
+        """True for the first caller of any replica to claim a verdict on this request
+        for ``purpose``."""
+        key = self.layout.verdicts_key(request_id)
+
+        async def claim() -> bool:
+            async with self._r.pipeline(transaction=True) as pipe:
+                pipe.hsetnx(key, purpose, "1")
+                pipe.expire(key, ttl)
+                first, _ = await pipe.execute()
+            return bool(first)
+
+        return await redis_call(claim)
 
 
 class RedisBanditStore:

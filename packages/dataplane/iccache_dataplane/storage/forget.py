@@ -45,7 +45,7 @@ async def forget(
         for example_id in ids:
             deleted += await store.delete(example_id)
         if request_id is not None:
-            keys = [store.layout.decision_key(request_id), store.layout.verdict_key(request_id)]
+            keys = [store.layout.decision_key(request_id), store.layout.verdicts_key(request_id)]
             await redis_call(lambda: store.client.delete(*keys))
     audit.info(
         "who=%s action=forget %s examples=%d dry_run=%s", who, what, deleted, str(dry_run).lower()

@@ -9,8 +9,8 @@ One InContextCache owns one key prefix and one index name (the operator sets bot
 - ``<prefix>:exact:<tenant>:<sha256 of the normalised prompt>``: exact-match key, its
   value the example id;
 - ``<prefix>:req:<request id>``: what feedback needs of a past decision (JSON, with TTL);
-- ``<prefix>:req:<request id>:verdict``: set by the first quality verdict on that request
-  that the budget counted (with TTL);
+- ``<prefix>:req:<request id>:verdicts``: a hash of what verdicts on that request were
+  already counted (``budget``, ``learn-<source>``; with TTL);
 - ``<prefix>:bandit`` and ``<prefix>:bandit:large``: the bandit's statistics per arm;
 - ``<prefix>:load``: each router replica's recent peak load (a hash field per replica);
 - ``<prefix>:quality:<outcomes|total|steering|answers>:<scope>``: the quality budget's
@@ -106,8 +106,8 @@ class RedisLayout:
     def decision_key(self, request_id: str) -> str:
         return f"{self.prefix}:req:{request_id}"
 
-    def verdict_key(self, request_id: str) -> str:
-        return f"{self.prefix}:req:{request_id}:verdict"
+    def verdicts_key(self, request_id: str) -> str:
+        return f"{self.prefix}:req:{request_id}:verdicts"
 
     def bandit_key(self, arm: Route) -> str:
         # The small arm keeps the key it had when it was the only one, so an upgrade
