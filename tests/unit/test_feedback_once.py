@@ -51,12 +51,19 @@ def small_answer(request_id: str) -> Decision:
     return Decision(request_id, "acme", Route.SMALL, "fixed", "test", features=FEATURES, margin=0.2)
 
 
-async def test_a_request_counts_once_in_the_budget_however_often_it_is_judged() -> None:
+async def two_routers_after_a_small_answer(request_id: str) -> tuple[Router, Router]:
+    """Two routers sharing one store; the first answered ``request_id`` on the small
+    model and shared its decision."""
     index = FakeIndex()
     first, second = router(index), router(index)
-    decision = small_answer("r1")
+    decision = small_answer(request_id)
     await first.feedback.decisions.save(decision)
     first.feedback.decisions.remember(decision)
+    return first, second
+
+
+async def test_a_request_counts_once_in_the_budget_however_often_it_is_judged() -> None:
+    first, second = await two_routers_after_a_small_answer("r1")
     await first.feedback.apply("r1", 0.0, source="shadow-agreement")
     await first.feedback.apply("r1", 0.0)  # the user's verdict on the same answer
     await first.feedback.apply("r1", 0.0)  # and again
@@ -71,11 +78,7 @@ async def test_a_request_counts_once_in_the_budget_however_often_it_is_judged() 
 
 
 async def test_each_source_teaches_once_per_request() -> None:
-    index = FakeIndex()
-    one, other = router(index), router(index)
-    decision = small_answer("r1")
-    await one.feedback.decisions.save(decision)
-    one.feedback.decisions.remember(decision)
+    one, other = await two_routers_after_a_small_answer("r1")
     for _ in range(5):
         await one.feedback.apply("r1", 0.0)
         await other.feedback.apply("r1", 0.0)
