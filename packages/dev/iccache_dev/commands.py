@@ -180,6 +180,15 @@ def _add_bench(commands: Commands) -> None:
         help="remake results.json/.md/.png of an earlier run from its outcomes.jsonl",
     )
     rerender.add_argument("dir", type=Path, help="the run's --out folder")
+    rerender.add_argument(
+        "--add",
+        type=Path,
+        nargs="+",
+        default=[],
+        metavar="DIR",
+        help="merge in the systems of these runs (the same requests and setup; written "
+        "into dir, each merged run named in the header)",
+    )
     rerender.set_defaults(run=_cleanly(_report))
 
 
@@ -250,7 +259,7 @@ def _report(args: argparse.Namespace, argv: list[str]) -> int:
     from iccache_dev.bench.report import rerender as remake
 
     try:
-        remake(args.dir)
+        remake(args.dir, args.add)
     except ValueError as exc:
         print(f"iccache bench report: {exc}", file=sys.stderr)
         return 2

@@ -289,6 +289,11 @@ def render(rows: Sequence[dict[str, Any]], meta: dict[str, Any], out: Path) -> N
         f"{meta['seeds']} cached examples, {meta['machine']}; the learning systems got "
         f"{meta.get('feedback', feedback_label(1.0))}."
     )
+    for command in meta.get("merged", ()):
+        header += (
+            f" Merged with `{command}`, a separate run of the same requests (accuracy is "
+            "paired request by request; throughput and latency come from different runs)."
+        )
     planned = meta.get("planned_runs", len(rows))
     if len(rows) < planned:
         header += f" **Partial**: {len(rows)} of {planned} runs so far."
@@ -298,14 +303,57 @@ def render(rows: Sequence[dict[str, Any]], meta: dict[str, Any], out: Path) -> N
     plot_tradeoff(rows, out / "tradeoff.png", f"{title}: offload against accuracy")
 
 
-def rerender(out: Path) -> dict[str, Any]:
-    """Remake results.json/.md/.png of an earlier run from its own files (after a change
-    to the report, not to the measurement); returns the results."""
+# What two runs must share for their rows to be compared request by request.
+SAME_REQUESTS = ("workload", "style", "small", "large", "requests", "rate_requests", "rate")
+SAME_SETUP = ("concurrency", "near_share", "seeds", "seed", "feedback_rate", "machine")
+
+
+def _load(out: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     try:
         results: dict[str, Any] = json.loads((out / "results.json").read_text())
         records = [json.loads(line) for line in (out / "outcomes.jsonl").open()]
     except FileNotFoundError as exc:
         raise ValueError(f"{out} holds no benchmark results: {exc.filename} is missing") from exc
+    return results, records
+
+
+def rerender(out: Path, add: Sequence[Path] = ()) -> dict[str, Any]:
+    """Remake results.json/.md/.png of an earlier run from its own files (after a change
+    to the report, not to the measurement), with the systems of the runs in ``add``
+    merged in (runs of the same requests and setup, each system measured once);
+    returns the results."""
+    results, records = _load(out)
+    for other in add:
+        theirs, their_records = _load(other)
+        _merge(results, records, theirs, their_records, other)
     compare(results["rows"], records)
+    if add:
+        with (out / "outcomes.jsonl").open("w") as f:
+            f.writelines(json.dumps(r) + "\n" for r in records)
     render(results["rows"], results["meta"], out)
     return results
+
+
+def _merge(
+    results: dict[str, Any],
+    records: list[dict[str, Any]],
+    theirs: dict[str, Any],
+    their_records: list[dict[str, Any]],
+    where: Path,
+) -> None:
+    meta, other = results["meta"], theirs["meta"]
+    for key in (*SAME_REQUESTS, *SAME_SETUP):
+        if meta.get(key) != other.get(key):
+            raise ValueError(
+                f"{where} cannot be merged: its {key} is {other.get(key)!r}, not {meta.get(key)!r}"
+            )
+    have = {(r["mode"], r["system"]) for r in results["rows"]}
+    again = sorted(
+        f"{s} ({m})" for m, s in have & {(r["mode"], r["system"]) for r in theirs["rows"]}
+    )
+    if again:
+        raise ValueError(f"{where} cannot be merged: both runs measured {', '.join(again)}")
+    results["rows"].extend(theirs["rows"])
+    records.extend(their_records)
+    meta["planned_runs"] = max(meta.get("planned_runs", 0), len(results["rows"]))
+    meta.setdefault("merged", []).append(other["command"])
