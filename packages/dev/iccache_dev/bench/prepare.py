@@ -97,7 +97,8 @@ class AnswerFile:
 
     Read from the repository's recorded answers (``RECORDED``, when it has a file for
     this model and style: a fresh machine skips the 81 minutes the large model took for
-    the long-answer history on 2 cores) and from the cache folder, where new ones go."""
+    the long-answer history on 2 cores, and 9 for the short one) and from the cache
+    folder, where new ones go."""
 
     def __init__(self, model_sha256: str, style: AnswerStyle, recorded: Path = RECORDED) -> None:
         name = f"answers-{model_sha256[:12]}-{style.name}.jsonl"
