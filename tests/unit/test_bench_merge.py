@@ -56,3 +56,13 @@ def test_runs_that_cannot_be_merged_are_refused(tmp_path: Path) -> None:
     (iccache / "results.json").write_text(json.dumps(results))
     with pytest.raises(ValueError, match="its requests is 100, not 200"):
         rerender(baselines, [iccache])
+
+
+def test_a_merged_run_that_was_cut_short_leaves_the_report_partial(tmp_path: Path) -> None:
+    baselines, iccache = split(tmp_path)
+    results = json.loads((iccache / "results.json").read_text())
+    results["meta"]["planned_runs"] = len(results["rows"]) + 1
+    (iccache / "results.json").write_text(json.dumps(results))
+    merged = rerender(baselines, [iccache])
+    header = (baselines / "results.md").read_text().splitlines()[0]
+    assert f"**Partial**: {len(merged['rows'])} of {len(merged['rows']) + 1} runs" in header

@@ -353,7 +353,10 @@ def _merge(
     )
     if again:
         raise ValueError(f"{where} cannot be merged: both runs measured {', '.join(again)}")
+    # Each run's own plan counts, so a merged run that was cut short still shows as partial.
+    meta["planned_runs"] = meta.get("planned_runs", len(results["rows"])) + other.get(
+        "planned_runs", len(theirs["rows"])
+    )
     results["rows"].extend(theirs["rows"])
     records.extend(their_records)
-    meta["planned_runs"] = max(meta.get("planned_runs", 0), len(results["rows"]))
     meta.setdefault("merged", []).append(other["command"])
