@@ -222,7 +222,7 @@ def serve_from_rendered(settings_yaml: str, password: str, workdir: Path) -> lis
             config.write_text(yaml.safe_dump(doc))
             router = ManagedProcess(
                 "router",
-                [sys.executable, "-m", "iccache_dataplane.cli", "serve", "--config", str(config)],
+                [sys.executable, "-m", "iccache_sidecar.cli", "serve", "--config", str(config)],
                 workdir / "router.log",
                 env={"REDIS_PASSWORD": password, "HF_HUB_OFFLINE": "1"},
             )

@@ -37,7 +37,6 @@ import pytest
 import yaml
 from e2e_support import CHART, SUMMARY, Helm
 
-from iccache_dataplane.fetch import file_sha256
 from iccache_dev.local import assets
 from iccache_dev.local import node as real
 from iccache_dev.local.cluster import GPU_NODES, LocalCluster, start_cluster
@@ -45,6 +44,7 @@ from iccache_dev.local.fileserver import FileServer
 from iccache_dev.local.images import build, missing_tools
 from iccache_dev.local.process import wait_until
 from iccache_operator.crd import CRD_FILE
+from iccache_sidecar.fetch import file_sha256
 
 SAMPLE = CRD_FILE.parent / "samples" / "cpu-llamacpp.yaml"
 RELEASE = "icc"

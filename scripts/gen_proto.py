@@ -1,9 +1,9 @@
-"""Generate the Python gRPC code from proto/ into packages/dataplane/iccache_dataplane/gen/.
+"""Generate the Python gRPC code from proto/ into sidecar/iccache_sidecar/gen/.
 
     python scripts/gen_proto.py            # write the committed files
     python scripts/gen_proto.py --out DIR  # write elsewhere (the drift test does this)
 
-Generated imports are rewritten to live under the ``iccache_dataplane.gen`` package.
+Generated imports are rewritten to live under the ``iccache_sidecar.gen`` package.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from grpc_tools import protoc  # type: ignore[import-untyped]
 
 ROOT = Path(__file__).resolve().parent.parent
 PROTO_DIR = ROOT / "proto"
-DEFAULT_OUT = ROOT / "packages" / "dataplane" / "iccache_dataplane" / "gen"
-PACKAGE = "iccache_dataplane.gen"
+DEFAULT_OUT = ROOT / "sidecar" / "iccache_sidecar" / "gen"
+PACKAGE = "iccache_sidecar.gen"
 
 
 def generate(out: Path) -> list[Path]:

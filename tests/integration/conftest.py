@@ -13,11 +13,11 @@ import pytest
 from router_settings import make_settings
 
 from iccache_contract.settings import RouterSettings
-from iccache_dataplane.app import Runtime, running
 from iccache_dev.local import assets
 from iccache_dev.local.cluster import LocalCluster, start_cluster
 from iccache_dev.local.llamacpp import LocalLLM, start_llm
 from iccache_dev.local.redis import LocalRedis, start_redis
+from iccache_sidecar.app import Runtime, running
 
 
 @pytest.fixture(scope="session")

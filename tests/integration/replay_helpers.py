@@ -9,10 +9,10 @@ import numpy as np
 import redis.asyncio as aioredis
 
 from iccache_contract.settings import RouterSettings
-from iccache_dataplane.core.prompting import normalise_prompt
-from iccache_dataplane.storage.connect import example_store
-from iccache_dataplane.storage.examples import ExampleStore, example_fields
-from iccache_dataplane.storage.layout import ExampleField, as_text
+from iccache_sidecar.core.prompting import normalise_prompt
+from iccache_sidecar.storage.connect import example_store
+from iccache_sidecar.storage.examples import ExampleStore, example_fields
+from iccache_sidecar.storage.layout import ExampleField, as_text
 
 # Every field a new example is written with (the layout's own list, not a copy).
 REQUIRED = tuple(example_fields("t", "p", "r", np.zeros(2, dtype=np.float32), "m", 0.0))

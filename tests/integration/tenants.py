@@ -7,7 +7,7 @@ from typing import Any
 
 import yaml
 
-from iccache_dataplane.api.auth import key_digest
+from iccache_sidecar.api.auth import key_digest
 
 KEYS = {
     "acme": "icc-test-key-for-acme-0000000001",

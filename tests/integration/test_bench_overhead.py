@@ -14,7 +14,7 @@ def test_overhead_benchmark_runs_end_to_end(tmp_path: Path) -> None:
         [
             sys.executable,
             "-m",
-            "iccache_dataplane.cli",
+            "iccache_sidecar.cli",
             "bench",
             "overhead",
             "--requests",

@@ -40,7 +40,7 @@ def alive(pid: int) -> bool:
 
 
 def test_sigterm_stops_the_servers_a_bench_started(tmp_path: Path) -> None:
-    argv = [sys.executable, "-m", "iccache_dataplane.cli", "bench", "soak"]
+    argv = [sys.executable, "-m", "iccache_sidecar.cli", "bench", "soak"]
     err = (tmp_path / "stderr").open("wb")
     verb = subprocess.Popen(
         [*argv, "--connections", "2", "--minutes", "10", "--embedding", "torch"],
@@ -60,7 +60,7 @@ def test_sigterm_stops_the_servers_a_bench_started(tmp_path: Path) -> None:
         children = children_of(verb.pid)
         commands = list(children.values())
         assert sum("bench.responder" in c for c in commands) == 2, commands
-        assert sum("iccache_dataplane serve" in c for c in commands) == 1, commands
+        assert sum("iccache_sidecar serve" in c for c in commands) == 1, commands
         assert sum("redis" in c for c in commands) == 1, commands
 
         verb.send_signal(signal.SIGTERM)

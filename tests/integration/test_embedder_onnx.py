@@ -9,9 +9,9 @@ from typing import Any
 
 import numpy as np
 
-from iccache_dataplane.embedding import MAX_CHARS, BatchingEmbedder, load_encoder
 from iccache_dev.bench.workloads import WORKLOADS
 from iccache_dev.local.onnx_export import MIN_COSINE, ensure_minilm_onnx
+from iccache_sidecar.embedding import MAX_CHARS, BatchingEmbedder, load_encoder
 
 
 def test_onnx_vectors_match_sentence_transformers_on_1000_questions(embedder: Any) -> None:

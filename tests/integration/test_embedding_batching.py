@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from iccache_dataplane.embedding import BatchingEmbedder
+from iccache_sidecar.embedding import BatchingEmbedder
 
 
 async def test_concurrent_embeddings_are_batched(embedder: Any) -> None:

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from iccache_dataplane.fetch import FetchError, fetch
 from iccache_dev.local.fileserver import FileServer
+from iccache_sidecar.fetch import FetchError, fetch
 
 
 @pytest.fixture
@@ -65,7 +65,7 @@ def test_command_reports_http_errors_in_the_termination_log(
 ) -> None:
     log = tmp_path / "termination-log"
     script = (
-        "import sys; from pathlib import Path; from iccache_dataplane.fetch import run;"
+        "import sys; from pathlib import Path; from iccache_sidecar.fetch import run;"
         " sys.exit(run(sys.argv[1], sys.argv[2], Path(sys.argv[3]), Path(sys.argv[4])))"
     )
     args = [f"{server.url}/missing.gguf", "0" * 64, str(tmp_path / "m.gguf"), str(log)]
@@ -85,7 +85,7 @@ def test_cli_verb_fetches(server: FileServer, tmp_path: Path) -> None:
         [
             sys.executable,
             "-m",
-            "iccache_dataplane",
+            "iccache_sidecar",
             "fetch-model",
             "--url",
             url,

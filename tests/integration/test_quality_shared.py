@@ -11,11 +11,11 @@ from pathlib import Path
 import redis.asyncio as aioredis
 
 from iccache_contract.settings import QualitySettings
-from iccache_dataplane.metrics import Metrics
-from iccache_dataplane.requestpath.quality import OVERALL, QualityBudget
-from iccache_dataplane.storage.layout import RedisLayout
-from iccache_dataplane.storage.quality_store import RedisOutcomeStore
 from iccache_dev.local.redis import LocalRedis, start_redis
+from iccache_sidecar.metrics import Metrics
+from iccache_sidecar.requestpath.quality import OVERALL, QualityBudget
+from iccache_sidecar.storage.layout import RedisLayout
+from iccache_sidecar.storage.quality_store import RedisOutcomeStore
 
 SETTINGS = QualitySettings(max_loss=0.05, window=100, min_samples=20, hold=10, step=0.02)
 

@@ -22,13 +22,13 @@ from replay_helpers import assert_consistent, example, examples_of, open_store, 
 from router_settings import make_settings
 
 from iccache_contract.settings import RouterSettings
-from iccache_dataplane.app import running
-from iccache_dataplane.replay.cache import ReplayCache
-from iccache_dataplane.replay.main import replay
-from iccache_dataplane.replay.rules import decayed_gain
-from iccache_dataplane.storage.loadboard import LoadBoard
 from iccache_dev.local.llamacpp import LocalLLM
 from iccache_dev.local.redis import LocalRedis
+from iccache_sidecar.app import running
+from iccache_sidecar.replay.cache import ReplayCache
+from iccache_sidecar.replay.main import replay
+from iccache_sidecar.replay.rules import decayed_gain
+from iccache_sidecar.storage.loadboard import LoadBoard
 
 FAST_REPLAY = {"samples": 2, "answer_max_tokens": 24, "paraphrases": 2, "low_load": 0.5}
 FRANCE = [
@@ -358,7 +358,7 @@ async def test_killing_the_job_leaves_every_example_whole(
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "iccache_dataplane.cli",
+            "iccache_sidecar.cli",
             "replay",
             "--config",
             str(_settings_file(settings, tmp_path)),

@@ -10,11 +10,11 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from iccache_contract.settings import RouterSettings
-from iccache_dataplane.app import running
-from iccache_dataplane.core.domain import Route
 from iccache_dev.local import assets
 from iccache_dev.local.llamacpp import LocalLLM, start_llm
 from iccache_dev.local.redis import start_redis
+from iccache_sidecar.app import running
+from iccache_sidecar.core.domain import Route
 
 Q = {"role": "user", "content": "What is the capital city of Japan?"}
 Q2 = {"role": "user", "content": "Which river flows through Paris?"}

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from iccache_contract.settings import RouterSettings
-from iccache_dataplane.app import Runtime, running
+from iccache_sidecar.app import Runtime, running
 
 USER = [{"role": "user", "content": "hello"}]
 

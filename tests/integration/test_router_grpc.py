@@ -13,9 +13,9 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
     ProtoReflectionDescriptorDatabase,
 )
 
-from iccache_dataplane.app import Runtime
-from iccache_dataplane.gen.iccache.v1 import router_pb2 as pb
-from iccache_dataplane.gen.iccache.v1 import router_pb2_grpc as pb_grpc
+from iccache_sidecar.app import Runtime
+from iccache_sidecar.gen.iccache.v1 import router_pb2 as pb
+from iccache_sidecar.gen.iccache.v1 import router_pb2_grpc as pb_grpc
 
 
 @pytest.fixture

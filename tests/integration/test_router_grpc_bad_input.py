@@ -12,9 +12,9 @@ from collections.abc import AsyncIterator
 import grpc
 import pytest
 
-from iccache_dataplane.app import Runtime
-from iccache_dataplane.gen.iccache.v1 import router_pb2 as pb
-from iccache_dataplane.gen.iccache.v1 import router_pb2_grpc as pb_grpc
+from iccache_sidecar.app import Runtime
+from iccache_sidecar.gen.iccache.v1 import router_pb2 as pb
+from iccache_sidecar.gen.iccache.v1 import router_pb2_grpc as pb_grpc
 
 GENERATE = "/iccache.v1.Router/Generate"
 STREAM = "/iccache.v1.Router/GenerateStream"

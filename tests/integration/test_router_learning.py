@@ -10,7 +10,7 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from iccache_contract.settings import RouterSettings
-from iccache_dataplane.app import Runtime, running
+from iccache_sidecar.app import Runtime, running
 
 QUESTIONS = [
     "What is the capital of France?",

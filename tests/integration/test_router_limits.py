@@ -13,9 +13,9 @@ import httpx
 import pytest
 
 from iccache_contract.settings import RouterSettings
-from iccache_dataplane.app import Runtime, running
-from iccache_dataplane.gen.iccache.v1 import router_pb2 as pb
-from iccache_dataplane.gen.iccache.v1 import router_pb2_grpc as pb_grpc
+from iccache_sidecar.app import Runtime, running
+from iccache_sidecar.gen.iccache.v1 import router_pb2 as pb
+from iccache_sidecar.gen.iccache.v1 import router_pb2_grpc as pb_grpc
 
 LIMITS = {"max_body_bytes": 64 * 1024, "max_messages": 8, "max_prompt_bytes": 16 * 1024}
 

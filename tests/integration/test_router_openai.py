@@ -7,7 +7,7 @@ from typing import Any
 import httpx
 from openai import AsyncOpenAI
 
-from iccache_dataplane.app import Runtime
+from iccache_sidecar.app import Runtime
 
 
 def client(rt: Runtime) -> AsyncOpenAI:

@@ -15,8 +15,8 @@ import pytest
 from proxy import RecordingProxy, recording_proxy
 
 from iccache_contract.settings import RouterSettings
-from iccache_dataplane.app import Runtime, running
 from iccache_dev.local.llamacpp import LocalLLM
+from iccache_sidecar.app import Runtime, running
 
 WEATHER = {
     "type": "function",

@@ -23,11 +23,11 @@ from proxy import RecordingProxy, recording_proxy
 from tenants import KEYS, api_keys, write_keys
 
 from iccache_contract.settings import RouterSettings
-from iccache_dataplane.app import Runtime, running
-from iccache_dataplane.gen.iccache.v1 import router_pb2 as pb
-from iccache_dataplane.gen.iccache.v1 import router_pb2_grpc as pb_grpc
-from iccache_dataplane.storage.examples import ExampleStore
 from iccache_dev.local.llamacpp import LocalLLM
+from iccache_sidecar.app import Runtime, running
+from iccache_sidecar.gen.iccache.v1 import router_pb2 as pb
+from iccache_sidecar.gen.iccache.v1 import router_pb2_grpc as pb_grpc
+from iccache_sidecar.storage.examples import ExampleStore
 
 QUESTIONS = [
     "What is the capital of France?",
@@ -396,7 +396,7 @@ async def test_forget_from_the_command_line(keyed: Keyed, embedder: Any, tmp_pat
     cli = [
         sys.executable,
         "-m",
-        "iccache_dataplane.cli",
+        "iccache_sidecar.cli",
         "cache",
         "forget",
         "--config",

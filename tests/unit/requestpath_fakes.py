@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from iccache_contract.settings import BackendSettings, RouterSettings
-from iccache_dataplane.core.domain import (
+from iccache_sidecar.core.domain import (
     Candidate,
     ChatMessage,
     Delta,
@@ -30,12 +30,12 @@ from iccache_dataplane.core.domain import (
     Usage,
     Vector,
 )
-from iccache_dataplane.core.errors import BackendUnavailable, DependencyDown
-from iccache_dataplane.core.load import LoadTracker
-from iccache_dataplane.core.prompting import normalise_prompt
-from iccache_dataplane.metrics import Metrics
-from iccache_dataplane.requestpath.service import RouterService
-from iccache_dataplane.routing.fixed import FixedPolicy
+from iccache_sidecar.core.errors import BackendUnavailable, DependencyDown
+from iccache_sidecar.core.load import LoadTracker
+from iccache_sidecar.core.prompting import normalise_prompt
+from iccache_sidecar.metrics import Metrics
+from iccache_sidecar.requestpath.service import RouterService
+from iccache_sidecar.routing.fixed import FixedPolicy
 
 DIMENSIONS = 64
 

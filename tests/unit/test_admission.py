@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from requestpath_fakes import request, settings
 
-from iccache_dataplane.core.domain import Decision, Route
-from iccache_dataplane.requestpath.admission import Admission, admit, example_text
+from iccache_sidecar.core.domain import Decision, Route
+from iccache_sidecar.requestpath.admission import Admission, admit, example_text
 
 CACHE = settings().cache
 

@@ -9,8 +9,8 @@ import pytest
 import yaml
 
 from iccache_contract.settings import TenancySettings
-from iccache_dataplane.api.auth import Authenticator, KeyRing, key_digest
-from iccache_dataplane.core.errors import InvalidRequest, PermissionDenied, Unauthenticated
+from iccache_sidecar.api.auth import Authenticator, KeyRing, key_digest
+from iccache_sidecar.core.errors import InvalidRequest, PermissionDenied, Unauthenticated
 
 KEY = "icc-unit-test-key-000000000000001"
 

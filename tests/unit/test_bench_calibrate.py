@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from iccache_dataplane.core.domain import Verdict
 from iccache_dev.bench.calibrate import Pair, judge_row, recommended, table
+from iccache_sidecar.core.domain import Verdict
 
 
 def test_agreement_flags_below_the_threshold_and_counts_true_losses() -> None:

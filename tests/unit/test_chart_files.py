@@ -34,7 +34,7 @@ def test_dashboard_queries_name_only_metrics_the_router_exports() -> None:
     """A renamed metric would leave a panel silently empty."""
     import re
 
-    from iccache_dataplane.metrics import Metrics
+    from iccache_sidecar.metrics import Metrics
 
     suffixes = {"counter": ["_total"], "histogram": ["_bucket", "_sum", "_count"]}
     exported = set()

@@ -7,10 +7,10 @@ from typing import Any
 import pytest
 from requestpath_fakes import counter, request, stack
 
-from iccache_dataplane.core.domain import ChatMessage, GenerationParams, Route, RouterRequest
-from iccache_dataplane.core.errors import InvalidRequest
-from iccache_dataplane.core.prompting import conversation_text, retrieval_text
-from iccache_dataplane.requestpath.eligibility import REASONS, ineligibility
+from iccache_sidecar.core.domain import ChatMessage, GenerationParams, Route, RouterRequest
+from iccache_sidecar.core.errors import InvalidRequest
+from iccache_sidecar.core.prompting import conversation_text, retrieval_text
+from iccache_sidecar.requestpath.eligibility import REASONS, ineligibility
 
 
 def with_fields(**passthrough: Any) -> RouterRequest:

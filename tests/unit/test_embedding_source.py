@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from iccache_dataplane.core.errors import DependencyDown
-from iccache_dataplane.embedding import MODEL_ENV, model_folder
+from iccache_sidecar.core.errors import DependencyDown
+from iccache_sidecar.embedding import MODEL_ENV, model_folder
 
 
 def model_dir(path: Path) -> Path:

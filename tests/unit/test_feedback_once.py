@@ -10,12 +10,12 @@ from dataclasses import dataclass, field
 from requestpath_fakes import FakeIndex
 
 from iccache_contract.settings import QualitySettings
-from iccache_dataplane.core.domain import Decision, RequestFeatures, Route
-from iccache_dataplane.metrics import Metrics
-from iccache_dataplane.requestpath.decisions import DecisionLog
-from iccache_dataplane.requestpath.feedback import Feedback
-from iccache_dataplane.requestpath.quality import QualityBudget
-from iccache_dataplane.routing.fixed import FixedPolicy
+from iccache_sidecar.core.domain import Decision, RequestFeatures, Route
+from iccache_sidecar.metrics import Metrics
+from iccache_sidecar.requestpath.decisions import DecisionLog
+from iccache_sidecar.requestpath.feedback import Feedback
+from iccache_sidecar.requestpath.quality import QualityBudget
+from iccache_sidecar.routing.fixed import FixedPolicy
 
 FEATURES = RequestFeatures(0.9, 0.9, 0.5, 2, 4, 40)
 

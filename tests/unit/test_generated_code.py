@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-COMMITTED = ROOT / "packages" / "dataplane" / "iccache_dataplane" / "gen"
+COMMITTED = ROOT / "sidecar" / "iccache_sidecar" / "gen"
 
 
 def test_generated_code_matches_the_proto(tmp_path: Path) -> None:

@@ -1,7 +1,7 @@
 import pytest
 
-from iccache_dataplane.backends.judge import combined, read_verdict
-from iccache_dataplane.core.domain import Verdict
+from iccache_sidecar.backends.judge import combined, read_verdict
+from iccache_sidecar.core.domain import Verdict
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-from iccache_dataplane.core.pii import redact
+from iccache_sidecar.core.pii import redact
 
 
 def test_redacts_contact_details_and_keeps_the_rest() -> None:

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from iccache_contract.settings import RoutingSettings
-from iccache_dataplane.core.domain import BackendLoad, LoadSnapshot, RequestFeatures, Route
-from iccache_dataplane.routing.bandit import BanditPolicy
-from iccache_dataplane.routing.base import RoutingContext, load_relief
-from iccache_dataplane.routing.registry import POLICIES, make_policy
+from iccache_sidecar.core.domain import BackendLoad, LoadSnapshot, RequestFeatures, Route
+from iccache_sidecar.routing.bandit import BanditPolicy
+from iccache_sidecar.routing.base import RoutingContext, load_relief
+from iccache_sidecar.routing.registry import POLICIES, make_policy
 
 IDLE = LoadSnapshot(BackendLoad(0, 8, 0.1, True), BackendLoad(0, 8, 0.5, True))
 LARGE_SATURATED = LoadSnapshot(BackendLoad(0, 8, 0.1, True), BackendLoad(8, 8, 3.0, True))

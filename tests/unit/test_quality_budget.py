@@ -11,9 +11,9 @@ import pytest
 
 from iccache_contract.quality import wilson_interval, z_score
 from iccache_contract.settings import QualitySettings
-from iccache_dataplane.core.quality_budget import LossWindow, Steering, SteeringRules, steer
-from iccache_dataplane.metrics import Metrics
-from iccache_dataplane.requestpath.quality import QualityBudget
+from iccache_sidecar.core.quality_budget import LossWindow, Steering, SteeringRules, steer
+from iccache_sidecar.metrics import Metrics
+from iccache_sidecar.requestpath.quality import QualityBudget
 
 Z95 = z_score(0.95)
 

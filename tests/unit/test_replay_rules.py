@@ -8,11 +8,11 @@ import random
 import numpy as np
 import pytest
 
-from iccache_dataplane.backends.judge import PROMPT
-from iccache_dataplane.core.domain import ChatMessage, Usage
-from iccache_dataplane.replay.budget import Budget, BudgetExhausted, prompt_token_bound
-from iccache_dataplane.replay.pickers import JudgePicker
-from iccache_dataplane.replay.rules import (
+from iccache_sidecar.backends.judge import PROMPT
+from iccache_sidecar.core.domain import ChatMessage, Usage
+from iccache_sidecar.replay.budget import Budget, BudgetExhausted, prompt_token_bound
+from iccache_sidecar.replay.pickers import JudgePicker
+from iccache_sidecar.replay.rules import (
     Action,
     ExampleMeta,
     agreement_scores,
@@ -23,8 +23,8 @@ from iccache_dataplane.replay.rules import (
     parse_paraphrases,
     retention,
 )
-from iccache_dataplane.replay.summary import ReplaySummary
-from iccache_dataplane.storage.loadboard import fresh_peak
+from iccache_sidecar.replay.summary import ReplaySummary
+from iccache_sidecar.storage.loadboard import fresh_peak
 
 NOW = 1_000_000.0
 DAY = 86_400.0

@@ -7,8 +7,8 @@ from __future__ import annotations
 import pytest
 from requestpath_fakes import counter, request, stack
 
-from iccache_dataplane.core.domain import Decision, Delta, Route
-from iccache_dataplane.core.errors import BackendUnavailable, UnknownRequest
+from iccache_sidecar.core.domain import Decision, Delta, Route
+from iccache_sidecar.core.errors import BackendUnavailable, UnknownRequest
 
 
 async def test_exact_hit_answers_from_the_cache_without_a_model() -> None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from iccache_dataplane.core.domain import Candidate
-from iccache_dataplane.core.selection import SelectionRules, select_examples
+from iccache_sidecar.core.domain import Candidate
+from iccache_sidecar.core.selection import SelectionRules, select_examples
 
 RULES = SelectionRules(
     max_examples=3, token_budget=10_000, min_similarity=0.5, diversity=0.0, value_weight=0.5

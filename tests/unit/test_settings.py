@@ -59,7 +59,7 @@ def test_invalid_settings_name_the_field(patch: dict[str, object], needle: str) 
 
 
 def test_the_documented_example_file_is_valid() -> None:
-    example = Path(__file__).resolve().parents[2] / "packages" / "dataplane" / "router.example.yaml"
+    example = Path(__file__).resolve().parents[2] / "sidecar" / "router.example.yaml"
     settings = RouterSettings.load(example)
     assert settings.routing.policy == "bandit"
     assert settings.small.cost_per_token < settings.large.cost_per_token

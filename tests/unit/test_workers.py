@@ -8,7 +8,7 @@ import signal
 import sys
 import time
 
-from iccache_dataplane import workers
+from iccache_sidecar import workers
 
 
 def test_a_crash_looping_worker_stops_the_supervisor() -> None:

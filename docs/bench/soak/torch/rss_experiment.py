@@ -19,7 +19,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch
 
-from iccache_dataplane.embedding import load_encoder
+from iccache_sidecar.embedding import load_encoder
 
 WORDS = [
     "the",

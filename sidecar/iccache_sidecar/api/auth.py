@@ -1,0 +1,126 @@
+"""Who is calling, and so which tenant a request belongs to. Nothing a caller merely
+claims names a tenant: in ``single`` mode there is one tenant, in ``api-keys`` mode the
+key does, in ``gateway`` mode the tenant header counts only next to the gateway's secret.
+Keys are kept as sha256 digests and never logged."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import os
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+from pydantic import ValidationError
+
+from iccache_contract.settings import ApiKey, KeysFile, TenancySettings, TenantLimits
+from iccache_sidecar.api.tenancy import check_tenant
+from iccache_sidecar.core.errors import PermissionDenied, Unauthenticated
+
+log = logging.getLogger(__name__)
+
+RELOAD_CHECK_SECONDS = 1.0
+
+
+def key_digest(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Caller:
+    tenant: str
+    limits: TenantLimits
+    who: str = "anonymous"  # for logs: a key's name, never the key
+    models: frozenset[str] | None = None  # the models it may ask for (None: any)
+
+
+class KeyRing:
+    """The keys file, by digest; re-read when the file changes (a Secret's update)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._by_digest: dict[str, ApiKey] = {}
+        self._seen: tuple[int, int, int] | None = None
+        self._checked = 0.0
+        self.reload(strict=True)
+
+    def reload(self, strict: bool = False) -> None:
+        """Read the file if it changed; a broken new version keeps the old keys."""
+        try:
+            st = self.path.stat()
+            seen = (st.st_mtime_ns, st.st_ino, st.st_size)
+            if seen == self._seen:
+                return
+            parsed = KeysFile.model_validate(yaml.safe_load(self.path.read_text()) or {})
+        except (OSError, ValueError, ValidationError, yaml.YAMLError) as exc:
+            if strict:
+                raise ValueError(f"keys file {self.path}: {exc}") from exc
+            log.error("keys file %s unreadable, keeping the previous keys: %s", self.path, exc)
+            return
+        self._by_digest = {k.sha256 or key_digest(k.key or ""): k for k in parsed.keys}
+        self._seen = seen
+        active = sum(1 for k in parsed.keys if not k.revoked)
+        log.info("loaded %d API keys (%d active) from %s", len(parsed.keys), active, self.path)
+
+    def find(self, key: str) -> ApiKey | None:
+        now = time.monotonic()
+        if now - self._checked >= RELOAD_CHECK_SECONDS:
+            self._checked = now
+            self.reload()
+        return self._by_digest.get(key_digest(key))
+
+
+class Authenticator:
+    def __init__(self, settings: TenancySettings, keys: KeyRing | None = None) -> None:
+        self.settings = settings
+        self.keys = keys
+        env = settings.gateway_secret_env
+        self._gateway_secret = os.environ.get(env, "") if env else ""
+        if settings.mode == "gateway" and not self._gateway_secret:
+            raise ValueError(f"tenancy.mode gateway: ${env} is empty")
+
+    @classmethod
+    def from_settings(cls, settings: TenancySettings) -> Authenticator:
+        keys = KeyRing(Path(settings.keys_file)) if settings.keys_file else None
+        return cls(settings, keys)
+
+    def caller(self, headers: Mapping[str, str]) -> Caller:
+        """The caller of a request with these headers (HTTP headers or gRPC metadata,
+        looked up by lower-case name)."""
+        s = self.settings
+        if s.mode == "api-keys":
+            return self._by_key(headers.get("authorization"))
+        if s.mode == "gateway":
+            presented = headers.get(s.gateway_secret_header.lower(), "")
+            if not hmac.compare_digest(presented.encode(), self._gateway_secret.encode()):
+                raise Unauthenticated(
+                    "this router accepts requests only from its gateway: "
+                    f"{'missing' if not presented else 'wrong'} {s.gateway_secret_header}"
+                )
+            tenant = check_tenant(headers.get(s.header.lower()) or s.default_tenant)
+            return Caller(tenant, s.limits_of(tenant), who="gateway")
+        return Caller(s.default_tenant, s.limits_of(s.default_tenant))
+
+    def _by_key(self, authorization: str | None) -> Caller:
+        if not authorization:
+            raise Unauthenticated("missing API key: send 'Authorization: Bearer <key>'")
+        scheme, _, key = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not key.strip():
+            raise Unauthenticated("the Authorization header must be 'Bearer <key>'")
+        assert self.keys is not None  # api-keys mode always has a key ring
+        entry = self.keys.find(key.strip())
+        if entry is None:
+            raise Unauthenticated("unknown API key")
+        if entry.revoked:
+            raise PermissionDenied(f"API key {entry.name or '(unnamed)'} was revoked")
+        own = TenantLimits(
+            requests_per_minute=entry.requests_per_minute,
+            tokens_per_minute=entry.tokens_per_minute,
+        )
+        limits = own.over(self.settings.limits_of(entry.tenant))
+        models = frozenset(entry.models) if entry.models is not None else None
+        return Caller(entry.tenant, limits, who=entry.name or "api-key", models=models)

@@ -1,0 +1,53 @@
+"""Whether the cache can serve a request faithfully (a pure decision, made in one place).
+
+A request that asks for something a cached answer or a few prepended examples cannot
+honour (tools, a response format, several choices, log-probabilities, a fixed seed,
+images or audio) is *ineligible*: it gets no exact hit and no examples, goes where the
+``cache.ineligible`` settings say, and is not stored unless they allow it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from iccache_sidecar.core.domain import RouterRequest
+
+REASONS = (
+    "tools",
+    "tool_messages",
+    "non_text_content",
+    "response_format",
+    "n",
+    "logprobs",
+    "seed",
+)
+
+
+def ineligibility(req: RouterRequest) -> str | None:
+    """The first reason (one of ``REASONS``) the cache cannot serve ``req``, or None."""
+    p = req.params.passthrough
+    if p.get("tools") or p.get("functions"):
+        return "tools"
+    for message in req.messages:
+        raw: dict[str, Any] = dict(message.raw or {})
+        if (
+            message.role in ("tool", "function")
+            or raw.get("tool_calls")
+            or raw.get("function_call")
+        ):
+            return "tool_messages"
+        content = raw.get("content")
+        if isinstance(content, list) and any(
+            not isinstance(part, dict) or part.get("type") != "text" for part in content
+        ):
+            return "non_text_content"
+    response_format = p.get("response_format")
+    if isinstance(response_format, dict) and response_format.get("type", "text") != "text":
+        return "response_format"
+    if isinstance(p.get("n"), int) and p["n"] > 1:
+        return "n"
+    if p.get("logprobs") or p.get("top_logprobs"):
+        return "logprobs"
+    if p.get("seed") is not None:
+        return "seed"
+    return None

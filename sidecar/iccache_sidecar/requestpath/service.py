@@ -1,0 +1,160 @@
+"""The request path as one service: plan, generate, then after-response work.
+
+Protocol-neutral: the HTTP and gRPC faces translate to and from these calls. Every step
+degrades instead of failing: without Redis or the embedder a request goes straight to a
+model; when the chosen model fails, the other one answers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from iccache_contract.settings import RouterSettings
+from iccache_sidecar.core.domain import (
+    Completion,
+    Decision,
+    Delta,
+    LoadSnapshot,
+    RouterRequest,
+    Usage,
+    estimate_tokens,
+)
+from iccache_sidecar.core.prompting import prompt_tokens
+from iccache_sidecar.metrics import Metrics
+from iccache_sidecar.requestpath.aftercare import Aftercare
+from iccache_sidecar.requestpath.decisions import DecisionLog, DecisionRecord
+from iccache_sidecar.requestpath.degrade import CacheGate
+from iccache_sidecar.requestpath.feedback import Feedback
+from iccache_sidecar.requestpath.generation import Generator
+from iccache_sidecar.requestpath.limits import InFlight
+from iccache_sidecar.requestpath.planning import Planner, load_snapshot
+from iccache_sidecar.requestpath.ports import (
+    Backends,
+    Embedder,
+    ExampleIndex,
+    Judge,
+    Limiter,
+    OutcomeStore,
+)
+from iccache_sidecar.requestpath.quality import QualityBudget
+from iccache_sidecar.requestpath.shadow import ShadowComparer
+from iccache_sidecar.routing.base import RoutingPolicy
+
+
+class RouterService:
+    def __init__(
+        self,
+        settings: RouterSettings,
+        *,
+        embedder: Embedder | None,
+        store: ExampleIndex | None,
+        policy: RoutingPolicy,
+        backends: Backends,
+        metrics: Metrics,
+        judge: Judge | None = None,
+        limiter: Limiter | None = None,
+        shadow: ShadowComparer | None = None,
+        outcomes: OutcomeStore | None = None,
+    ) -> None:
+        self.settings = settings
+        self.budget = QualityBudget(settings.routing.quality, metrics, outcomes)
+        self.limiter = limiter
+        self.store = store
+        self.policy = policy
+        self.backends = backends
+        self.metrics = metrics
+        self.in_flight = InFlight(settings.server.max_concurrency, metrics)
+        decisions = DecisionLog(store)
+        self.feedback_loop = Feedback(decisions, policy, store, metrics, self.budget)
+        self.planner = Planner(
+            settings,
+            embedder=embedder,
+            cache=CacheGate(store, settings.redis.retry_after_seconds, metrics),
+            policy=policy,
+            backends=backends,
+            metrics=metrics,
+            budget=self.budget,
+        )
+        self.generator = Generator(backends, metrics)
+        self.aftercare = Aftercare(
+            settings,
+            index=store,
+            backends=backends,
+            metrics=metrics,
+            decisions=decisions,
+            feedback=self.feedback_loop,
+            judge=judge,
+            limiter=limiter,
+            shadow=shadow,
+            budget=self.budget,
+        )
+
+    async def complete(self, req: RouterRequest) -> Completion:
+        with self.in_flight.slot():
+            await self._within_limits(req)
+            plan = await self.planner.plan(req)
+            if plan.exact_answer is not None:
+                return self.aftercare.exact_served(plan, req, plan.exact_answer)
+            reply = await self.generator.complete(plan, req)
+            self.aftercare.answered(plan, req, reply.text, reply.usage)
+            return Completion(
+                reply.text, reply.finish_reason, reply.usage, plan.decision, reply.raw
+            )
+
+    async def stream(self, req: RouterRequest) -> AsyncIterator[Decision | Delta]:
+        """Yields the Decision first, then Deltas. Falls over to the other model only
+        while nothing has been sent, so the Decision names the model that answers."""
+        with self.in_flight.slot():
+            await self._within_limits(req)
+            plan = await self.planner.plan(req)
+            if plan.exact_answer is not None:
+                done = self.aftercare.exact_served(plan, req, plan.exact_answer)
+                yield plan.decision
+                yield Delta(done.text, "stop", done.usage)
+                return
+            parts: list[str] = []
+            usage = Usage()
+            sent_decision = False
+            async for delta in self.generator.stream(plan, req):
+                if not sent_decision:
+                    sent_decision = True
+                    yield plan.decision
+                parts.append(delta.text)
+                usage = delta.usage or usage
+                yield delta
+            text = "".join(parts)
+            if not (usage.prompt_tokens or usage.completion_tokens):
+                # Some servers (llama.cpp) send no usage when streaming: estimate it, so
+                # the token and cost metrics still count streamed requests (and a client
+                # that asked for usage gets the estimate).
+                usage = Usage(prompt_tokens(plan.messages), estimate_tokens(text) if text else 0)
+                yield Delta("", None, usage)
+            self.aftercare.answered(plan, req, text, usage)
+
+    async def _within_limits(self, req: RouterRequest) -> None:
+        if self.limiter is not None and req.limits is not None:
+            await self.limiter.admit(req.tenant, req.limits)
+
+    async def feedback(
+        self, request_id: str, score: float, tenant: str | None = None, source: str = "user"
+    ) -> DecisionRecord:
+        return await self.feedback_loop.apply(request_id, score, tenant, source)
+
+    @property
+    def active(self) -> int:
+        """Requests being handled right now."""
+        return self.in_flight.active
+
+    def take_peak_load(self) -> float:
+        """The highest load since the last call (0..1): requests in hand against the
+        router's limit, or the busier model's utilisation."""
+        peak = self.in_flight.take_peak() / self.in_flight.limit
+        busiest = max(b.load.snapshot().utilisation for b in self.backends.values())
+        return min(1.0, max(peak, busiest))
+
+    def load_snapshot(self) -> LoadSnapshot:
+        return load_snapshot(self.backends)
+
+    async def drain(self) -> None:
+        """Wait for after-response work (admission, statistics) to finish."""
+        await self.aftercare.drain()
