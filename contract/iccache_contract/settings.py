@@ -373,6 +373,57 @@ class JudgeSettings(_Section):
     sample_rate: float = Field(default=0.0, ge=0, le=1)
 
 
+class VerifierSettings(_Section):
+    """The large model checks small answers from its own token log-probabilities of them:
+    one prefill of prompt + answer, no decoding. Needs a large-model server that returns
+    prompt log-probabilities (vLLM's ``prompt_logprobs``, or ``echo`` with ``logprobs``);
+    the router detects which at start and turns the verifier off, saying so, when none."""
+
+    enabled: bool = Field(default=False, description="Detect support at start and verify")
+    gate: bool = Field(
+        default=False,
+        description="Routing mode verify: every small answer is verified before it is "
+        "returned; one that fails is replaced by the large model's answer",
+    )
+    gate_streams: bool = Field(
+        default=True,
+        description="verify mode for streams: the small answer is generated whole and "
+        "checked before the first byte, then sent in one piece (the time to first byte "
+        "becomes the small answer's time plus the check); False: streams are not gated",
+    )
+    comparator: bool = Field(
+        default=True,
+        description="The quality budget's shadow comparisons and probes use the verifier "
+        "(a prefill) instead of a whole large answer and the agreement or judge comparison",
+    )
+    reward: bool = Field(
+        default=True,
+        description="Every verified small answer teaches the routing policy (pass 1, fail 0)",
+    )
+    prompt_format: Literal["chatml", "gemma", "llama3"] = Field(
+        default="chatml", description="The large model's chat template, for the prefill"
+    )
+    statistic: Literal["mean_logprob", "min_logprob", "agreement"] = Field(
+        default="mean_logprob",
+        description="What the pass rule compares with the threshold (higher is better)",
+    )
+    threshold: float = Field(
+        default=-1.0,
+        description="A draft passes when its statistic is at least this, until outcomes "
+        "show a threshold (see learn)",
+    )
+    learn: bool = Field(
+        default=True,
+        description="Learn the threshold from outcomes (feedback, probes): the lowest one at "
+        "which passed drafts are shown to lose at most routing.quality.max_loss",
+    )
+    min_samples: int = Field(default=100, ge=10, description="Outcomes before learning")
+    echo_top_logprobs: int = Field(
+        default=5, ge=1, le=20, description="echo form: top entries asked per position"
+    )
+    timeout_seconds: float = Field(default=20.0, gt=0)
+
+
 class ReplaySettings(_Section):
     """The off-peak replay job (``iccache replay``); its flags override these."""
 
@@ -416,6 +467,7 @@ class RouterSettings(BaseSettings):
     tenancy: TenancySettings = TenancySettings()
     server: ServerSettings = ServerSettings()
     judge: JudgeSettings = JudgeSettings()
+    verifier: VerifierSettings = VerifierSettings()
     replay: ReplaySettings = ReplaySettings()
 
     @model_validator(mode="after")

@@ -174,6 +174,16 @@ def _add_bench(commands: Commands) -> None:
         default=100,
         help="pairs that are no true loss to ask the judge about, besides every true loss",
     )
+    calibrate.add_argument(
+        "--verifier",
+        action="store_true",
+        help="rate every comparator side by side on the loss label (agreement, the large "
+        "model's verifier, its own confidence, with --judge the judge): ROC-AUC with 95%% "
+        "intervals and cost; serves the run's large model here",
+    )
+    calibrate.add_argument(
+        "--threads", type=int, default=2, help="--verifier: the large model server's threads"
+    )
     calibrate.set_defaults(run=_cleanly(_calibrate))
     rerender = benches.add_parser(
         "report",
@@ -245,9 +255,14 @@ def _calibrate(args: argparse.Namespace, argv: list[str]) -> int:
             judge = None
             if args.judge:
                 judge = stack.enter_context(judged_by(args.judge, args.judge_others))
-            text = calibrate(
-                args.outcomes, load_encoder(None, 0), args.out, judge, args.judge or ""
-            )
+            if args.verifier:
+                from iccache_dev.bench.comparators import compare
+
+                text = compare(args.outcomes, load_encoder(None, 0), args.out, args.threads, judge)
+            else:
+                text = calibrate(
+                    args.outcomes, load_encoder(None, 0), args.out, judge, args.judge or ""
+                )
         print(text, end="")
     except (OSError, ValueError, KeyError) as exc:
         print(f"iccache bench calibrate: {exc}", file=sys.stderr)

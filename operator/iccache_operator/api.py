@@ -346,6 +346,39 @@ class RoutingSpec(_Obj):
     quality: QualitySpec = Field(default_factory=QualitySpec)
 
 
+class VerifierSpec(_Obj):
+    """The large model checks small answers from its token log-probabilities of them (one
+    prefill, no decoding). Needs a large model whose server returns prompt
+    log-probabilities: the vllm engine, or an external endpoint that does (llama.cpp's
+    llama-server, the llamacpp engine, does not: the router then logs that it is off)."""
+
+    enabled: bool = Field(default=False, description="Verify small answers with the large model")
+    gate: bool = Field(
+        default=False,
+        description="Routing mode verify: a small answer that fails is replaced by the large "
+        "model's before it is returned",
+    )
+    gate_streams: bool = Field(
+        default=True,
+        description="Streams too: the small answer is checked whole before the first byte",
+    )
+    comparator: bool = Field(
+        default=True, description="The quality budget counts a failed check as a loss"
+    )
+    reward: bool = Field(
+        default=True, description="Every checked small answer teaches the routing policy"
+    )
+    prompt_format: Literal["chatml", "gemma", "llama3"] = Field(
+        default="chatml", description="The large model's chat template"
+    )
+    statistic: Literal["mean_logprob", "min_logprob", "agreement"] = "mean_logprob"
+    threshold: float = Field(
+        default=-1.0, ge=-100, le=0, description="Pass at or above this, until one is learned"
+    )
+    learn: bool = Field(default=True, description="Learn the threshold from user feedback")
+    min_samples: int = Field(default=100, ge=10, le=1_000_000)
+
+
 class TenantLimitsSpec(_Obj):
     requests_per_minute: int | None = Field(default=None, ge=1, description="None: unlimited")
     tokens_per_minute: int | None = Field(default=None, ge=1, description="None: unlimited")
@@ -473,6 +506,7 @@ class InContextCacheSpec(_Obj):
     cache: CacheSpec = Field(default_factory=CacheSpec)
     retrieval: RetrievalSpec = Field(default_factory=RetrievalSpec)
     routing: RoutingSpec = Field(default_factory=RoutingSpec)
+    verifier: VerifierSpec = Field(default_factory=VerifierSpec)
     router: RouterSpec = Field(default_factory=RouterSpec)
     replay: ReplaySpec = Field(default_factory=ReplaySpec)
     tenancy: TenancySpec = Field(default_factory=TenancySpec)

@@ -32,12 +32,14 @@ from iccache_sidecar.api.replica import replica_name
 from iccache_sidecar.api.slow_clients import head_deadline_protocol
 from iccache_sidecar.backends.client import Backend
 from iccache_sidecar.backends.judge import PairwiseJudge
+from iccache_sidecar.backends.verifier import LogprobVerifier
 from iccache_sidecar.core.domain import FEATURE_NAMES, Route
 from iccache_sidecar.core.errors import DependencyDown, ErrorKind
 from iccache_sidecar.embedding import BatchingEmbedder, Encoder, load_encoder
 from iccache_sidecar.metrics import Metrics
 from iccache_sidecar.requestpath.service import RouterService
 from iccache_sidecar.requestpath.shadow import ShadowComparer
+from iccache_sidecar.requestpath.verification import DraftCheck
 from iccache_sidecar.routing.base import RoutingPolicy
 from iccache_sidecar.routing.registry import make_policy
 from iccache_sidecar.storage.connect import example_store, layout_of, redis_client
@@ -86,6 +88,7 @@ class Parts:
     policy: RoutingPolicy
     backends: dict[Route, Backend]
     judge: PairwiseJudge | None
+    verifier: LogprobVerifier | None
     service: RouterService
     board: LoadBoard
     status: dict[str, bool]
@@ -98,6 +101,8 @@ class Parts:
             await backend.close()
         if self.judge is not None:
             await self.judge.close()
+        if self.verifier is not None:
+            await self.verifier.close()
         await self.client.aclose()
 
 
@@ -125,8 +130,20 @@ async def build(settings: RouterSettings, encoder: Encoder | None = None) -> Par
         if settings.judge.base_url and (settings.judge.sample_rate > 0 or compares)
         else None
     )
+    verifier, check = None, None
+    if settings.verifier.enabled:
+        verifier = LogprobVerifier(settings.verifier, settings.large)
+        await verifier.detect()  # says what it found; "none" keeps the checks off
+        check = DraftCheck(settings, verifier, metrics)
     shadow = (
-        ShadowComparer(quality, backends[Route.LARGE], embedder, judge, small=backends[Route.SMALL])
+        ShadowComparer(
+            quality,
+            backends[Route.LARGE],
+            embedder,
+            judge,
+            small=backends[Route.SMALL],
+            check=check,
+        )
         if compares
         else None
     )
@@ -141,6 +158,7 @@ async def build(settings: RouterSettings, encoder: Encoder | None = None) -> Par
         limiter=RateLimiter(client, layout),
         shadow=shadow,
         outcomes=RedisOutcomeStore(client, layout),
+        check=check,
     )
     board = LoadBoard(client, layout)
     status = {"started": False, "index": False}
@@ -153,6 +171,7 @@ async def build(settings: RouterSettings, encoder: Encoder | None = None) -> Par
         policy,
         backends,
         judge,
+        verifier,
         service,
         board,
         status,
@@ -187,6 +206,8 @@ async def maintain(parts: Parts) -> None:
             log.warning("redis unavailable, serving without the cache: %s", exc)
         for route, backend in parts.backends.items():
             parts.metrics.backend_in_flight.labels(route.value).set(backend.load.in_flight)
+        if parts.verifier is not None and parts.verifier.protocol == "none":
+            await parts.verifier.detect(quiet=True)  # the large model may have started since
         await asyncio.sleep(MAINTENANCE_SECONDS)
 
 

@@ -212,6 +212,25 @@ class Metrics:
             ["result"],
             registry=r,
         )
+        self.verifications = Counter(
+            "iccache_verifications",
+            "Small answers checked by the large model's token log-probabilities, by result "
+            "(pass, fail, skipped: the large model could not score it)",
+            ["result"],
+            registry=r,
+        )
+        self.verifier_seconds = Histogram(
+            "iccache_verifier_seconds",
+            "Time of one verification (a prefill of prompt + answer on the large model)",
+            buckets=_SLOW,
+            registry=r,
+        )
+        self.verifier_threshold = Gauge(
+            "iccache_verifier_threshold",
+            "The verifier's pass threshold on its statistic (learned from outcomes)",
+            multiprocess_mode="mostrecent",
+            registry=r,
+        )
         self._small = 0
         self._large = 0
         self.exact_served = 0

@@ -33,8 +33,10 @@ from iccache_sidecar.core.domain import (
 from iccache_sidecar.core.errors import BackendUnavailable, DependencyDown
 from iccache_sidecar.core.load import LoadTracker
 from iccache_sidecar.core.prompting import normalise_prompt
+from iccache_sidecar.core.verification import DraftScore, Verified
 from iccache_sidecar.metrics import Metrics
 from iccache_sidecar.requestpath.service import RouterService
+from iccache_sidecar.requestpath.verification import DraftCheck
 from iccache_sidecar.routing.fixed import FixedPolicy
 
 DIMENSIONS = 64
@@ -199,6 +201,25 @@ class FakeBackend:
             yield Delta(word + ("" if last else " "), "stop" if last else None)
 
 
+class FakeVerifier:
+    """Scores a draft from a table (answer -> mean log-probability); unknown answers get
+    ``default``; ``down`` makes every check unavailable."""
+
+    def __init__(self, scores: dict[str, float], default: float = -5.0) -> None:
+        self.scores = scores
+        self.default = default
+        self.down = False
+        self.protocol = "prompt_logprobs"
+        self.seen: list[tuple[list[ChatMessage], str]] = []
+
+    async def verify(self, messages: Sequence[ChatMessage], answer: str) -> Verified | None:
+        self.seen.append((list(messages), answer))
+        if self.down:
+            return None
+        value = self.scores.get(answer, self.default)
+        return Verified(DraftScore(3, value, value, 1.0), 0.01)
+
+
 @dataclass
 class Stack:
     service: RouterService
@@ -221,9 +242,12 @@ def settings(**sections: dict[str, Any]) -> RouterSettings:
     return RouterSettings.model_validate(base)
 
 
-def stack(route: Route = Route.SMALL, **sections: dict[str, Any]) -> Stack:
+def stack(
+    route: Route = Route.SMALL, checker: FakeVerifier | None = None, **sections: dict[str, Any]
+) -> Stack:
     s = settings(**sections)
     embedder, index, metrics = FakeEmbedder(), FakeIndex(), Metrics()
+    check = DraftCheck(s, checker, metrics) if checker is not None else None
     small = FakeBackend(Route.SMALL, s.small, "small answer")
     large = FakeBackend(Route.LARGE, s.large, "large answer")
     service = RouterService(
@@ -233,6 +257,7 @@ def stack(route: Route = Route.SMALL, **sections: dict[str, Any]) -> Stack:
         policy=FixedPolicy(route),
         backends={Route.SMALL: small, Route.LARGE: large},
         metrics=metrics,
+        check=check,
     )
     return Stack(service, embedder, index, small, large, metrics)
 

@@ -68,7 +68,7 @@ async def test_a_request_counts_once_in_the_budget_however_often_it_is_judged() 
     await first.feedback.apply("r1", 0.0)  # the user's verdict on the same answer
     await first.feedback.apply("r1", 0.0)  # and again
     await second.feedback.apply("r1", 0.0)  # sent to another router
-    await first.feedback.probed(small_answer("r1"), [], 0.0)
+    await first.feedback.small_outcome(small_answer("r1"), [], 0.0)
     assert first.samples() == [(1, 1)]
     assert second.samples() == [(0, 0)]
 

@@ -45,6 +45,7 @@ class Pair:
     question: str = ""
     small: str = ""  # the two answers
     large: str = ""
+    wrong: bool = False  # the small answer is wrong (whatever large-only said)
 
 
 @dataclass(frozen=True)
@@ -92,6 +93,7 @@ def pairs_from(records: Sequence[dict[str, Any]], encoder: Any) -> list[Pair]:
             s["question"],
             s["response"],
             t["response"],
+            not bool(s["correct"]),
         )
         for c, s, t in zip(cosines, small, theirs, strict=True)
     ]

@@ -2,9 +2,10 @@
 
 Starts Redis with search, the small and large llama.cpp models and the router; seeds the
 cache with the large model's answers to earlier Natural Questions; sends new questions
-through the large model alone and through iccache with its two learned routing policies
-(the bandit, the router's default, and the threshold policy); prints what iccache bought. Stops
-everything it started, also on Ctrl-C.
+through the large model alone, through iccache with the bandit (the router's default) and
+through iccache in verify mode (the bandit, with every small answer checked by the large
+model's token log-probabilities before it is returned, and each check teaching the
+bandit); prints what iccache bought. Stops everything it started, also on Ctrl-C.
 """
 
 from __future__ import annotations
@@ -47,14 +48,14 @@ async def demo(requests: int, encoder: Any) -> int:
     cfg = BenchConfig(
         requests=requests,
         modes=("saturation",),
-        systems=("large-only", "iccache-bandit", "iccache-threshold"),
+        systems=("large-only", "iccache-bandit", "iccache-verify"),
         out=None,
         command="iccache demo",
     )
     print(
         f"iccache demo: {requests} Natural Questions through the large model alone and "
-        f"through iccache (small {cfg.small} + examples, large {cfg.large}; bandit and "
-        f"threshold routing); "
+        f"through iccache (small {cfg.small} + examples, large {cfg.large}; the bandit, "
+        f"and the bandit in verify mode); "
         f"{os.cpu_count()} CPU cores.",
         flush=True,
     )

@@ -249,7 +249,7 @@ async def run_system(
             outcomes, wall = await drive(send, items, mode, cfg, label)
             await runtime.service.drain()
             quality = None
-            if system_settings.routing.quality.shadow_rate > 0:
+            if system_settings.routing.quality.shadow_rate > 0 or system_settings.verifier.enabled:
                 url = f"http://127.0.0.1:{runtime.http_port}{names.QUALITY_PATH}"
                 async with http.get(url) as r:
                     quality = budget_report(await r.json(), runtime.service.metrics.registry)
@@ -271,7 +271,7 @@ async def run_system(
 
 def budget_report(quality: dict[str, Any], registry: Any) -> dict[str, Any]:
     """The router's overall scope as ``/quality`` reported it after the run, and how many
-    shadow comparisons ended in each way (the budget's evidence)."""
+    shadow comparisons and verifications ended in each way (the budget's evidence)."""
     overall = next(s for s in quality["scopes"] if s["scope"] == "*")
     shadows = {
         result: int(
@@ -279,7 +279,13 @@ def budget_report(quality: dict[str, Any], registry: Any) -> dict[str, Any]:
         )
         for result in ("loss", "no_loss", "skipped")
     }
-    return {**overall, "shadow": shadows}
+    verified = {
+        result: int(
+            registry.get_sample_value("iccache_verifications_total", {"result": result}) or 0
+        )
+        for result in ("pass", "fail", "skipped")
+    }
+    return {**overall, "shadow": shadows, "verified": verified}
 
 
 async def run_bench(cfg: BenchConfig, encoder: Any) -> list[dict[str, Any]]:

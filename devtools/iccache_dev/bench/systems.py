@@ -55,6 +55,26 @@ def budgeted(max_loss: float) -> SystemSpec:
     )
 
 
+# The large model verifies small answers from its token log-probabilities (one prefill):
+# in verify mode a failed answer is replaced by the large model's before it is returned.
+VERIFY = {"enabled": True, "gate": True}
+
+
+def budgeted_by_verifier(max_loss: float) -> SystemSpec:
+    """The bandit with a quality budget whose comparator is the verifier: every small
+    answer is checked (a prefill) instead of sampled shadows and probes' comparisons."""
+    quality = {**BENCH_QUALITY, "max_loss": max_loss}
+    return SystemSpec(
+        f"iccache-budget-verifier-{max_loss:g}",
+        "router",
+        {
+            "routing": {"policy": "bandit", "quality": quality},
+            "verifier": {"enabled": True, "gate": False},
+        },
+        feedback=True,
+    )
+
+
 SYSTEMS: dict[str, SystemSpec] = {
     s.name: s
     for s in (
@@ -74,6 +94,19 @@ SYSTEMS: dict[str, SystemSpec] = {
             "iccache-threshold", "router", {"routing": {"policy": "threshold"}}, feedback=True
         ),
         *(budgeted(loss) for loss in BUDGETS),
+        *(budgeted_by_verifier(loss) for loss in BUDGETS),
+        SystemSpec(
+            "iccache-verify",
+            "router",
+            {"routing": {"policy": "bandit"}, "verifier": VERIFY},
+            feedback=True,
+        ),
+        SystemSpec(
+            "iccache-verify-all",
+            "router",
+            {"routing": {"policy": "always-small"}, "verifier": VERIFY},
+            feedback=True,
+        ),
     )
 }
 SEMANTIC_THRESHOLD = 0.9

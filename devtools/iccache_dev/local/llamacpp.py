@@ -1,4 +1,5 @@
-"""Run llama.cpp's OpenAI-compatible server (``llama_cpp.server``) for a GGUF model."""
+"""Run llama.cpp's OpenAI-compatible server (``llama_cpp.server``, with prompt log-probabilities
+added by ``llama_server``) for a GGUF model."""
 
 from __future__ import annotations
 
@@ -40,7 +41,7 @@ def llama_server_argv(
     return [
         sys.executable,
         "-m",
-        "llama_cpp.server",
+        "iccache_dev.local.llama_server",  # llama_cpp.server plus prompt_logprobs
         "--model",
         str(model_path),
         "--model_alias",

@@ -69,6 +69,7 @@ def router_settings(owner: Owner, spec: api.InContextCacheSpec) -> RouterSetting
             "redis": redis,
             "retrieval": r.model_dump(),
             "routing": g.model_dump(),
+            "verifier": spec.verifier.model_dump(),
             "cache": {
                 "store_small": cache.store_small,
                 "dedupe_similarity": cache.dedupe_similarity,

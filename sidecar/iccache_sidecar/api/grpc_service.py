@@ -40,6 +40,7 @@ def decision_pb(d: Decision) -> Any:
         reason=d.reason,
         exact_hit=d.exact_hit,
         degraded=bool(d.degraded),
+        verified=d.verified,
     )
 
 

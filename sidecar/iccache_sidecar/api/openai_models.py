@@ -39,6 +39,11 @@ class DecisionOut(BaseModel):
     ineligible: str | None = Field(
         default=None, description="Why the cache could not serve the request, if it could not"
     )
+    verified: bool | None = Field(
+        default=None,
+        description="verify mode: the small draft passed the large model's check (True) or "
+        "failed it and the large model answered (False); None when not checked",
+    )
 
     @classmethod
     def of(cls, d: Decision) -> DecisionOut:
@@ -54,6 +59,7 @@ class DecisionOut(BaseModel):
             fell_back=d.fell_back,
             degraded=d.degraded,
             ineligible=d.ineligible,
+            verified=d.verified,
         )
 
 

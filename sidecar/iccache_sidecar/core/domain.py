@@ -166,6 +166,7 @@ class Decision:
     margin: float | None = None  # see RouteChoice.margin
     ineligible: str | None = None  # why the cache could not serve this request faithfully
     held: bool = False  # the policy chose the small model; the unproven budget held it
+    verified: bool | None = None  # the small draft passed (True) or failed the verifier
 
     @property
     def max_similarity(self) -> float:

@@ -28,6 +28,7 @@ from iccache_sidecar.requestpath.planning import Plan
 from iccache_sidecar.requestpath.ports import Backends, ExampleIndex, Judge, Limiter
 from iccache_sidecar.requestpath.quality import QualityBudget
 from iccache_sidecar.requestpath.shadow import ShadowComparer
+from iccache_sidecar.requestpath.verification import DraftCheck
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +56,10 @@ class Aftercare:
         limiter: Limiter | None = None,
         shadow: ShadowComparer | None = None,
         budget: QualityBudget | None = None,
+        check: DraftCheck | None = None,
     ) -> None:
         self.budget = budget
+        self.check = check
         self.limiter = limiter
         self.shadow = shadow
         self.settings = settings
@@ -99,17 +102,36 @@ class Aftercare:
             spent_tokens = usage.prompt_tokens + usage.completion_tokens
             self._spawn(self.limiter.charge(req.tenant, spent_tokens))
         self._spawn(self._learn(plan, req, text))
+        check = self.check
+        if check is not None and (check.rewards or check.compares):
+            if d.verified is not None:  # checked before the response (verify mode)
+                self._spawn(self._verdict(check, plan, d.verified))
+            elif d.route is Route.SMALL:
+                self._spawn(self._check_after(check, plan, req, text))
         if d.route is Route.SMALL:
             self._compare_sampled(d, req, text)
         elif plan.probe is not None and self.shadow is not None and self.shadow.probe_sampled():
             self._spawn(self._probe(self.shadow, plan, req, text))
 
+    def discarded(self, plan: Plan, usage: Usage) -> None:
+        """Count a small draft that failed verification: its tokens were spent."""
+        self.metrics.tokens.labels("small", "prompt").inc(usage.prompt_tokens)
+        self.metrics.tokens.labels("small", "completion").inc(usage.completion_tokens)
+        spent = (usage.prompt_tokens + usage.completion_tokens) * self._cost(Route.SMALL)
+        self.metrics.cost.labels("small").inc(spent)
+
     def _compare_sampled(self, d: Decision, req: RouterRequest, text: str) -> None:
         """Start a comparison of a small answer with the large model's when this answer
-        is sampled: the quality budget's shadow comparison, else the judge's own sample.
-        A task of its own, so that a slow large model never delays the decision's save
-        or the admission."""
-        if self.shadow is not None and self.shadow.settings.shadow_rate > 0:
+        is sampled: the quality budget's shadow comparison (unless the verifier is the
+        comparator: it checks every small answer), else the judge's own sample. A task
+        of its own, so that a slow large model never delays the decision's save or the
+        admission."""
+        verifier_compares = self.check is not None and self.check.compares
+        if (
+            self.shadow is not None
+            and self.shadow.settings.shadow_rate > 0
+            and not verifier_compares
+        ):
             expected = prompt_tokens(req.messages) + estimate_tokens(text)
             if self.shadow.sampled(expected):
                 self._spawn(self._shadow(self.shadow, d, req, text))
@@ -154,6 +176,41 @@ class Aftercare:
         with contextlib.suppress(UnknownRequest):
             await self.feedback.apply(d.request_id, 0.0 if compared.lost else 1.0, source=source)
 
+    async def _check_after(
+        self, check: DraftCheck, plan: Plan, req: RouterRequest, text: str
+    ) -> None:
+        """A served small answer, checked off the response path."""
+        checked = await check.check(req.messages, text, plan.decision.request_id)
+        if checked is not None:
+            plan.decision.verified = checked.passed
+            await self._verdict(check, plan, checked.passed)
+
+    async def _verdict(self, check: DraftCheck, plan: Plan, passed: bool) -> None:
+        """A check's outcome teaches the policy and the examples (``reward``) and counts
+        in the quality budget (``comparator``), as the small arm's."""
+        d, score = plan.decision, 1.0 if passed else 0.0
+        try:
+            if d.route is Route.SMALL:  # served: its own record
+                with contextlib.suppress(UnknownRequest):
+                    await self.feedback.apply(
+                        d.request_id,
+                        score,
+                        source="verifier",
+                        budget=check.compares,
+                        teach=check.rewards,
+                    )
+            else:  # the draft failed and the large model answered
+                await self.feedback.small_outcome(
+                    d,
+                    plan.draft_examples,
+                    score,
+                    source="verifier",
+                    budget=check.compares,
+                    teach=check.rewards,
+                )
+        except DependencyDown as exc:
+            log.warning("verifier outcome not learned, redis failed: %s", exc)
+
     async def _probe(
         self, shadow: ShadowComparer, plan: Plan, req: RouterRequest, text: str
     ) -> None:
@@ -165,7 +222,7 @@ class Aftercare:
             return
         self.metrics.probes.labels("loss" if compared.lost else "no_loss").inc()
         try:
-            await self.feedback.probed(
+            await self.feedback.small_outcome(
                 plan.decision, plan.probe_examples, 0.0 if compared.lost else 1.0
             )
         except DependencyDown as exc:

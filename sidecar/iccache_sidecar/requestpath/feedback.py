@@ -32,11 +32,18 @@ class Feedback:
         self.budget = budget
 
     async def apply(
-        self, request_id: str, score: float, tenant: str | None = None, source: str = "user"
+        self,
+        request_id: str,
+        score: float,
+        tenant: str | None = None,
+        source: str = "user",
+        budget: bool = True,
+        teach: bool = True,
     ) -> DecisionRecord:
         """Apply a score in [0, 1] to the decision of ``request_id``. ``tenant``, when
         given, must be the request's: another tenant learns that the id is unknown. Each
-        source teaches once per request; the budget counts one verdict per request."""
+        source teaches once per request; the budget counts one verdict per request (none
+        from this call when ``budget`` is False; ``teach`` False: nothing but the budget)."""
         record = await self.decisions.find(request_id)
         if record is None or (tenant is not None and tenant != record.tenant):
             raise UnknownRequest(f"no decision is known for request id {request_id!r}")
@@ -44,29 +51,38 @@ class Feedback:
         if not await self.decisions.claim_verdict(request_id, f"learn-{source}"):
             self.metrics.feedback_repeated.labels(source).inc()
             return record
-        if record.features is not None:
+        if teach and record.features is not None:
             await self.policy.learn(record.features, record.route, score)
         small = record.route is Route.SMALL
-        if small and record.margin is not None:
+        if small and budget and record.margin is not None:
             await self._count(request_id, record.tenant, record.margin, score)
-        if small and record.example_ids and self.index is not None:
+        if teach and small and record.example_ids and self.index is not None:
             with contextlib.suppress(DependencyDown):
                 await self.index.record_outcome(record.example_ids, score)
         return record
 
-    async def probed(self, decision: Decision, examples: list[Candidate], score: float) -> None:
-        """Apply a probe's outcome: what the small model, with ``examples``, would have
-        scored on a request held to the large model. It counts as the small arm's, in
-        the budget (the request was offloadable at the bar) and for the examples."""
-        self.metrics.feedback.labels("probe").inc()
-        if not await self.decisions.claim_verdict(decision.request_id, "learn-probe"):
-            self.metrics.feedback_repeated.labels("probe").inc()
+    async def small_outcome(
+        self,
+        decision: Decision,
+        examples: list[Candidate],
+        score: float,
+        source: str = "probe",
+        budget: bool = True,
+        teach: bool = True,
+    ) -> None:
+        """Apply the outcome of a small answer that was not served: a probe's (the
+        small model, with ``examples``, on a request held to the large model) or a draft
+        that failed verification. It counts as the small arm's, in the budget (the
+        request was offloadable at the bar) and for the examples."""
+        self.metrics.feedback.labels(source).inc()
+        if not await self.decisions.claim_verdict(decision.request_id, f"learn-{source}"):
+            self.metrics.feedback_repeated.labels(source).inc()
             return
-        if decision.features is not None:
+        if teach and decision.features is not None:
             await self.policy.learn(decision.features, Route.SMALL, score)
-        if decision.margin is not None:
+        if budget and decision.margin is not None:
             await self._count(decision.request_id, decision.tenant, decision.margin, score)
-        if examples and self.index is not None:
+        if teach and examples and self.index is not None:
             with contextlib.suppress(DependencyDown):
                 await self.index.record_outcome([e.id for e in examples], score)
 

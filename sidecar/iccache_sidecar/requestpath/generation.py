@@ -82,10 +82,15 @@ class Generator:
             return False
         self.metrics.fallbacks.labels(failed.value).inc()
         log.warning("%s model failed; falling over to the %s model", failed.value, target.value)
+        plan.decision.fell_back = True
+        self.switch(plan, req, target, f"fell over from the {failed.value} model")
+        return True
+
+    def switch(self, plan: Plan, req: RouterRequest, target: Route, why: str) -> None:
+        """Point the plan at ``target`` (with or without examples, as it needs)."""
         d = plan.decision
         d.route = target
-        d.fell_back = True
-        d.reason += f"; fell over from the {failed.value} model"
+        d.reason += f"; {why}"
         d.backend_model = self.backends[target].model
         if target is Route.LARGE:
             d.examples = []
@@ -93,4 +98,3 @@ class Generator:
         else:
             d.examples = fit_examples(plan.selected, req, self.backends[Route.SMALL].settings)
             plan.messages = with_examples(d.examples, req.messages)
-        return True

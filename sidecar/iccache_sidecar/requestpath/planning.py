@@ -64,6 +64,8 @@ class Plan:
     # A held request's small-model prompt (with its examples), for a probe
     probe: list[ChatMessage] | None = None
     probe_examples: list[Candidate] = field(default_factory=list)
+    # verify mode: the examples of a small draft that failed verification
+    draft_examples: list[Candidate] = field(default_factory=list)
 
     @property
     def nearest_similarity(self) -> float | None:

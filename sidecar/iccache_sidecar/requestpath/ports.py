@@ -23,6 +23,7 @@ from iccache_sidecar.core.domain import (
 )
 from iccache_sidecar.core.load import LoadTracker
 from iccache_sidecar.core.quality_budget import Steering
+from iccache_sidecar.core.verification import Verified
 
 
 class Embedder(Protocol):
@@ -99,6 +100,15 @@ class Judge(Protocol):
     async def judge(
         self, conversation: Sequence[ChatMessage], question: str, small_answer: str
     ) -> Verdict: ...
+
+
+class Verifier(Protocol):
+    """The large model's scoring of a draft (``backends.verifier.LogprobVerifier``)."""
+
+    @property
+    def protocol(self) -> str: ...
+
+    async def verify(self, messages: Sequence[ChatMessage], answer: str) -> Verified | None: ...
 
 
 class OutcomeStore(Protocol):

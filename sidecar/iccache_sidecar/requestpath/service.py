@@ -15,6 +15,8 @@ from iccache_sidecar.core.domain import (
     Decision,
     Delta,
     LoadSnapshot,
+    Reply,
+    Route,
     RouterRequest,
     Usage,
     estimate_tokens,
@@ -24,10 +26,10 @@ from iccache_sidecar.metrics import Metrics
 from iccache_sidecar.requestpath.aftercare import Aftercare
 from iccache_sidecar.requestpath.decisions import DecisionLog, DecisionRecord
 from iccache_sidecar.requestpath.degrade import CacheGate
-from iccache_sidecar.requestpath.feedback import Feedback
+from iccache_sidecar.requestpath.feedback import LOSS_BELOW, Feedback
 from iccache_sidecar.requestpath.generation import Generator
 from iccache_sidecar.requestpath.limits import InFlight
-from iccache_sidecar.requestpath.planning import Planner, load_snapshot
+from iccache_sidecar.requestpath.planning import Plan, Planner, load_snapshot
 from iccache_sidecar.requestpath.ports import (
     Backends,
     Embedder,
@@ -38,6 +40,7 @@ from iccache_sidecar.requestpath.ports import (
 )
 from iccache_sidecar.requestpath.quality import QualityBudget
 from iccache_sidecar.requestpath.shadow import ShadowComparer
+from iccache_sidecar.requestpath.verification import DraftCheck
 from iccache_sidecar.routing.base import RoutingPolicy
 
 
@@ -55,8 +58,10 @@ class RouterService:
         limiter: Limiter | None = None,
         shadow: ShadowComparer | None = None,
         outcomes: OutcomeStore | None = None,
+        check: DraftCheck | None = None,
     ) -> None:
         self.settings = settings
+        self.check = check
         self.budget = QualityBudget(settings.routing.quality, metrics, outcomes)
         self.limiter = limiter
         self.store = store
@@ -87,6 +92,7 @@ class RouterService:
             limiter=limiter,
             shadow=shadow,
             budget=self.budget,
+            check=check,
         )
 
     async def complete(self, req: RouterRequest) -> Completion:
@@ -96,14 +102,47 @@ class RouterService:
             if plan.exact_answer is not None:
                 return self.aftercare.exact_served(plan, req, plan.exact_answer)
             reply = await self.generator.complete(plan, req)
+            if self.check is not None and self.check.gates and plan.decision.route is Route.SMALL:
+                reply = await self._verified(plan, req, reply)
             self.aftercare.answered(plan, req, reply.text, reply.usage)
             return Completion(
                 reply.text, reply.finish_reason, reply.usage, plan.decision, reply.raw
             )
 
+    def _gates_stream(self, plan: Plan) -> bool:
+        check = self.check
+        return (
+            check is not None
+            and check.gates
+            and check.settings.gate_streams
+            and plan.decision.route is Route.SMALL
+        )
+
+    async def _verified(self, plan: Plan, req: RouterRequest, draft: Reply) -> Reply:
+        """verify mode: the small draft is returned only when the large model passes it;
+        otherwise the large model answers (the draft's tokens are still counted). A draft
+        the large model could not score is returned as it is."""
+        assert self.check is not None
+        d = plan.decision
+        checked = await self.check.check(req.messages, draft.text, d.request_id)
+        if checked is None:
+            return draft
+        d.verified = checked.passed
+        if checked.passed:
+            return draft
+        self.aftercare.discarded(plan, draft.usage)
+        plan.draft_examples = list(d.examples)
+        value = "empty" if checked.value is None else f"{checked.value:.2f}"
+        why = f"failed verification ({value} < {checked.threshold:.2f})"
+        self.generator.switch(plan, req, Route.LARGE, why)
+        return await self.generator.complete(plan, req)
+
     async def stream(self, req: RouterRequest) -> AsyncIterator[Decision | Delta]:
         """Yields the Decision first, then Deltas. Falls over to the other model only
-        while nothing has been sent, so the Decision names the model that answers."""
+        while nothing has been sent, so the Decision names the model that answers.
+        In verify mode with ``gate_streams``, a small answer is generated whole and
+        checked before the first byte; then the answer that is returned (the small one,
+        or the large one that replaced it) is sent in one piece."""
         with self.in_flight.slot():
             await self._within_limits(req)
             plan = await self.planner.plan(req)
@@ -111,6 +150,13 @@ class RouterService:
                 done = self.aftercare.exact_served(plan, req, plan.exact_answer)
                 yield plan.decision
                 yield Delta(done.text, "stop", done.usage)
+                return
+            if self._gates_stream(plan):
+                # The small draft if it passed, else the large answer that replaced it.
+                answer = await self._verified(plan, req, await self.generator.complete(plan, req))
+                yield plan.decision
+                yield Delta(answer.text, answer.finish_reason, answer.usage)
+                self.aftercare.answered(plan, req, answer.text, answer.usage)
                 return
             parts: list[str] = []
             usage = Usage()
@@ -138,7 +184,10 @@ class RouterService:
     async def feedback(
         self, request_id: str, score: float, tenant: str | None = None, source: str = "user"
     ) -> DecisionRecord:
-        return await self.feedback_loop.apply(request_id, score, tenant, source)
+        record = await self.feedback_loop.apply(request_id, score, tenant, source)
+        if self.check is not None and source == "user":
+            self.check.feedback(request_id, score, LOSS_BELOW)
+        return record
 
     @property
     def active(self) -> int:

@@ -7,8 +7,9 @@ model but the unproven budget held to the large one (``unproven_share``) is also
 answered by the small model, with the examples it would have had, while the small
 model is idle; the large answer served is the reference. Probes are how a budget
 gathers its evidence when the large model is busy (shadows then never run), at the
-small model's price. The comparator is the pairwise judge when one is configured (asked in both
-orders), otherwise agreement: the cosine of the two answers' embeddings against
+small model's price. The comparator is the verifier when it compares (a prefill of the
+probe's answer on the large model), else the pairwise judge when one is configured (asked
+in both orders), otherwise agreement: the cosine of the two answers' embeddings against
 ``agreement_threshold``. Agreement sees whether the small model said the same thing as
 the large one, not which is right: a different but equally good answer counts as a
 loss (the estimate errs on the safe side), and a shared mistake goes unseen.
@@ -29,6 +30,7 @@ from iccache_sidecar.backends.judge import PairwiseJudge
 from iccache_sidecar.core.domain import ChatMessage, GenerationParams, RouterRequest, Verdict
 from iccache_sidecar.core.errors import DependencyDown, IccacheError
 from iccache_sidecar.requestpath.ports import Embedder
+from iccache_sidecar.requestpath.verification import DraftCheck
 
 log = logging.getLogger(__name__)
 
@@ -71,8 +73,10 @@ class ShadowComparer:
         judge: PairwiseJudge | None,
         rng: random.Random | None = None,
         small: Backend | None = None,
+        check: DraftCheck | None = None,
     ) -> None:
         self.settings = settings
+        self.check = check
         self.large = large
         self.small = small
         self.embedder = embedder
@@ -123,6 +127,9 @@ class ShadowComparer:
         except IccacheError as exc:
             log.info("probe skipped, the small model failed: %s", exc)
             return None
+        if self.check is not None and self.check.compares:
+            checked = await self.check.check(req.messages, reply.text)
+            return None if checked is None else Compared(not checked.passed, "verifier")
         return await self._compared(req.query, reply.text, large_answer)
 
     async def _compared(self, query: str, small_answer: str, large_answer: str) -> Compared | None:
