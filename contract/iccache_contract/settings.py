@@ -412,6 +412,13 @@ class VerifierSettings(_Section):
         description="A draft passes when its statistic is at least this, until outcomes "
         "show a threshold (see learn)",
     )
+    unsure_below: float | None = Field(
+        default=None,
+        le=0,
+        description="Also pass a draft wherever the large model is unsure how to begin its "
+        "own answer (its top first token's log-probability below this): there the large "
+        "answer is no safer (None: off)",
+    )
     learn: bool = Field(
         default=True,
         description="Learn the threshold from outcomes (feedback, probes): the lowest one at "

@@ -375,6 +375,13 @@ class VerifierSpec(_Obj):
     threshold: float = Field(
         default=-1.0, ge=-100, le=0, description="Pass at or above this, until one is learned"
     )
+    unsure_below: float | None = Field(
+        default=None,
+        ge=-100,
+        le=0,
+        description="Also pass drafts where the large model is unsure how to begin "
+        "(its top first token's log-probability below this)",
+    )
     learn: bool = Field(default=True, description="Learn the threshold from user feedback")
     min_samples: int = Field(default=100, ge=10, le=1_000_000)
 

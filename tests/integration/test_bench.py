@@ -53,15 +53,20 @@ async def test_a_tiny_benchmark_compares_every_system(tmp_path: Path, embedder: 
     md = (tmp_path / "results.md").read_text()
     assert "| saturation | iccache-bandit |" in md
     assert "Partial" not in md  # written after every system, complete at the end
-    # A budgeted system reports the budget's state after its run; the others do not.
+    # A budgeted or verifying system reports the budget's state and its checks after its
+    # run; the others do not.
     for (mode, system), row in by.items():
         budgeted = system.startswith("iccache-budget-")
-        assert ("quality" in row) == budgeted, (mode, system)
+        verifying = "verif" in system
+        assert ("quality" in row) == (budgeted or verifying), (mode, system)
         if budgeted:
             q = row["quality"]
-            assert q["max_loss"] == float(system.removeprefix("iccache-budget-"))
+            assert q["max_loss"] == float(system.rsplit("-", 1)[1])
             assert q["small_answers"] + q["large_answers"] == row["requests"]
             assert f"| {mode} | {system} | {100 * q['max_loss']:.1f}% |" in md
+        if system == "iccache-verify-all":  # every request drafted small, then checked
+            checked = row["quality"]["verified"]
+            assert checked["pass"] + checked["fail"] == row["requests"], (mode, checked)
     # Each system against the baselines on the same requests, and a report remade from
     # the run's own files says the same.
     for (mode, _), row in by.items():

@@ -41,6 +41,15 @@ def test_a_short_wrong_answer_does_not_pass_for_being_short() -> None:
     assert long_right.agreement == 1.0
 
 
+def test_where_the_large_model_is_unsure_a_draft_may_pass() -> None:
+    unsure = [TokenView(-4.0, -2.5, False), TokenView(-3.0, -0.1, False)]  # top first: 8%
+    sure = [TokenView(-4.0, -0.05, False), TokenView(-3.0, -0.1, False)]  # top first: 95%
+    a, b = score_draft(unsure), score_draft(sure)
+    assert not passes(a, "mean_logprob", -1.0)
+    assert passes(a, "mean_logprob", -1.0, unsure_below=-1.0)
+    assert not passes(b, "mean_logprob", -1.0, unsure_below=-1.0)
+
+
 def test_an_empty_draft_fails_and_minus_infinity_is_floored() -> None:
     assert score_draft([]) is None
     assert not passes(None, "mean_logprob", -100.0)

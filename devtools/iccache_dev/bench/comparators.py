@@ -168,8 +168,8 @@ async def score_all(
             drafts[i] = done.score if done else None
             if done:
                 spent.append(done.seconds)
-        costs = {"verifier": float(np.mean(spent)) if spent else float("nan")}
-        costs.update(await _generation_costs(pairs, style, base_url, model))
+        costs = await _costs(verifier, pairs, style, base_url, model)
+        costs["verifier, mean over the run"] = float(np.mean(spent)) if spent else float("nan")
     finally:
         await verifier.close()
     items = [
@@ -184,29 +184,36 @@ def opening_confidence(views: Sequence[TokenView]) -> float | None:
     return min((v.top_logprob for v in views[:OPENING_TOKENS]), default=None)
 
 
-async def _generation_costs(
-    pairs: Sequence[Pair], style: AnswerStyle, base_url: str, model: str, sample: int = 12
+async def _costs(
+    verifier: LogprobVerifier,
+    pairs: Sequence[Pair],
+    style: AnswerStyle,
+    base_url: str,
+    model: str,
+    sample: int = 12,
 ) -> dict[str, float]:
-    """Model-seconds of a whole large answer and of its first 16 tokens, on a sample of
-    the questions, on the same server."""
+    """Model-seconds per answer of a check, of a whole large answer and of its first 16
+    tokens, measured back to back on the same sample of questions and the same server
+    (so that other load on the machine weighs on all three alike)."""
     backend = Backend(Route.LARGE, BackendSettings(base_url=base_url, model=model))
-    questions = random.Random(5).sample(sorted({p.question for p in pairs}), sample)
-    whole: list[float] = []
-    opening: list[float] = []
+    chosen = random.Random(5).sample(list(pairs), min(sample, len(pairs)))
+    spent: dict[str, list[float]] = {"verifier": [], "large answer": [], "large opening": []}
     try:
-        for q in tqdm(questions, desc="generation cost", unit="question", dynamic_ncols=True):
-            for tokens, into in ((style.max_tokens, whole), (OPENING_TOKENS, opening)):
-                # a prefix of its own each time: no prompt cache between the calls
-                salt = "whole" if into is whole else "opening"
-                messages = messages_for(style, f"{q} ({salt} {len(into)})")
+        for n, p in enumerate(tqdm(chosen, desc="costs", unit="question", dynamic_ncols=True)):
+            # a prefix of its own for each call: no prompt cache between them
+            for kind, tokens in (("large answer", style.max_tokens), ("large opening", 16)):
+                messages = messages_for(style, f"{p.question} ({kind} {n})")
                 started = time.monotonic()
                 await backend.complete(
                     messages, GenerationParams(max_tokens=tokens, temperature=0.0)
                 )
-                into.append(time.monotonic() - started)
+                spent[kind].append(time.monotonic() - started)
+            done = await verifier.verify(messages_for(style, f"{p.question} (check {n})"), p.small)
+            if done is not None:
+                spent["verifier"].append(done.seconds)
     finally:
         await backend.close()
-    return {"large answer": float(np.mean(whole)), "large opening": float(np.mean(opening))}
+    return {kind: float(np.mean(values)) for kind, values in spent.items() if values}
 
 
 def comparator_rows(
@@ -217,6 +224,7 @@ def comparator_rows(
 ) -> list[ComparatorRow]:
     large = costs.get("large answer")
     rows = [
+        # agreement needs the large model's whole answer (two embeddings are milliseconds)
         row("agreement (1 - cosine)", items, lambda it: 1 - it.pair.cosine, large),
         row(
             "verifier: -mean logprob",
@@ -237,6 +245,12 @@ def comparator_rows(
             costs["verifier"],
         ),
         row(
+            "large confidence at the answer's first token (in the verifier's prefill)",
+            items,
+            lambda it: it.draft.first_top_logprob if it.draft else None,
+            costs["verifier"],
+        ),
+        row(
             "large confidence (own first 16 tokens)",
             items,
             lambda it: it.confidence,
@@ -247,7 +261,13 @@ def comparator_rows(
     if both:
         features = np.array(
             [
-                [it.draft.mean_logprob, it.draft.min_logprob, it.draft.agreement, it.confidence]
+                [
+                    it.draft.mean_logprob,
+                    it.draft.min_logprob,
+                    it.draft.agreement,
+                    it.draft.first_top_logprob,
+                    it.confidence,
+                ]
                 for it in both
                 if it.draft is not None and it.confidence is not None
             ]
@@ -275,7 +295,8 @@ def comparator_rows(
                 f"judge (both orders; {len(asked)} asked)",
                 asked,
                 lambda it: verdict_of[id(it)],
-                judge_seconds,
+                # it compares with a large answer, which has to be made first
+                judge_seconds + large if judge_seconds is not None and large else None,
             )
         )
     return rows
@@ -367,7 +388,10 @@ def plot(out: Path, items: Sequence[Labelled], title: str) -> None:
         "agreement": lambda it: 1 - it.pair.cosine,
         "verifier -mean logprob": lambda it: -it.draft.mean_logprob if it.draft else None,
         "verifier -top agreement": lambda it: -it.draft.agreement if it.draft else None,
-        "large confidence": lambda it: it.confidence,
+        "large confidence, first token": lambda it: (
+            it.draft.first_top_logprob if it.draft else None
+        ),
+        "large confidence, 16 tokens": lambda it: it.confidence,
     }
     fig, ax = plt.subplots(figsize=(5.5, 5))
     for name, score in curves.items():

@@ -153,22 +153,25 @@ def markdown(rows: Sequence[dict[str, Any]], header: str) -> str:
             "",
             "Each router's quality budget after its run, as its `/quality` reported it: the "
             "judged small answers the estimate counts at the final bar (losses), the loss "
-            "rate's upper bound, the bar's offset, and the shadow comparisons by result:",
+            "rate's upper bound, the bar's offset, the shadow comparisons by result, and the "
+            "verifier's checks by result (where it ran):",
             "",
             "| mode | system | max loss | judged (losses) | loss [bound] | bar offset | holds "
-            "| shadow: loss / no loss / skipped |",
-            "|---|---|---:|---:|---|---:|---|---|",
+            "| shadow: loss / no loss / skipped | checks: pass / fail / skipped |",
+            "|---|---|---:|---:|---|---:|---|---|---|",
         ]
         for r in budgeted:
             q = r["quality"]
             sh = q["shadow"]
+            ve = q.get("verified")
+            checks = f"{ve['pass']} / {ve['fail']} / {ve['skipped']}" if ve else "-"
             budget = "-" if q["max_loss"] is None else _pct(q["max_loss"])
             holds = "-" if q["holds"] is None else ("yes" if q["holds"] else "no")
             lines.append(
                 f"| {r['mode']} | {r['system']} | {budget} | {q['samples']} ({q['losses']}) | "
                 f"{_pct(q['loss'])} [{_pct(q['lower'])}, {_pct(q['upper'])}] | "
                 f"{q['bar_offset']:+.2f} | {holds} | "
-                f"{sh['loss']} / {sh['no_loss']} / {sh['skipped']} |"
+                f"{sh['loss']} / {sh['no_loss']} / {sh['skipped']} | {checks} |"
             )
     return "\n".join(lines) + "\n"
 

@@ -68,6 +68,9 @@ class DraftScore:
     mean_logprob: float  # average log-probability of the draft's tokens
     min_logprob: float  # the least likely token
     agreement: float  # share of positions where the draft token is the large model's top
+    # The large model's own confidence where the answer starts: its top token's
+    # log-probability at the first position (before any draft token is read).
+    first_top_logprob: float = 0.0
 
     def statistic(self, name: Statistic) -> float:
         """Higher is better for each statistic."""
@@ -84,6 +87,7 @@ def score_draft(views: Sequence[TokenView]) -> DraftScore | None:
         mean_logprob=sum(logprobs) / len(logprobs),
         min_logprob=min(logprobs),
         agreement=sum(v.is_top for v in views) / len(views),
+        first_top_logprob=max(views[0].top_logprob, -100.0),
     )
 
 
@@ -95,8 +99,21 @@ class Verified:
     seconds: float
 
 
-def passes(score: DraftScore | None, statistic: Statistic, threshold: float) -> bool:
-    return score is not None and score.statistic(statistic) >= threshold
+def passes(
+    score: DraftScore | None,
+    statistic: Statistic,
+    threshold: float,
+    unsure_below: float | None = None,
+) -> bool:
+    """The draft passes at or above ``threshold``; with ``unsure_below``, also wherever
+    the large model is itself unsure how to begin (its top first token below that
+    log-probability): there its own answer is no safer, so keeping the draft loses
+    little and saves the large answer."""
+    if score is None:
+        return False
+    if unsure_below is not None and score.first_top_logprob < unsure_below:
+        return True
+    return score.statistic(statistic) >= threshold
 
 
 @dataclass(frozen=True)

@@ -84,7 +84,7 @@ class DraftCheck:
             return None
         self.metrics.verifier_seconds.observe(done.seconds)
         value = done.score.statistic(self.settings.statistic) if done.score else None
-        ok = passes(done.score, self.settings.statistic, self.threshold)
+        ok = passes(done.score, self.settings.statistic, self.threshold, self.settings.unsure_below)
         self.metrics.verifications.labels("pass" if ok else "fail").inc()
         if request_id and value is not None:
             self._values[request_id] = value
