@@ -105,9 +105,9 @@ class Aftercare:
         check = self.check
         if check is not None and (check.rewards or check.compares):
             if d.verified is not None:  # checked before the response (verify mode)
-                self._spawn(self._verdict(check, plan, d.verified))
+                self._spawn(check.teach(self.feedback, plan, d.verified))
             elif d.route is Route.SMALL:
-                self._spawn(self._check_after(check, plan, req, text))
+                self._spawn(check.check_served(self.feedback, plan, req, text))
         if d.route is Route.SMALL:
             self._compare_sampled(d, req, text)
         elif plan.probe is not None and self.shadow is not None and self.shadow.probe_sampled():
@@ -175,41 +175,6 @@ class Aftercare:
         source = f"shadow-{compared.source}"
         with contextlib.suppress(UnknownRequest):
             await self.feedback.apply(d.request_id, 0.0 if compared.lost else 1.0, source=source)
-
-    async def _check_after(
-        self, check: DraftCheck, plan: Plan, req: RouterRequest, text: str
-    ) -> None:
-        """A served small answer, checked off the response path."""
-        checked = await check.check(req.messages, text, plan.decision.request_id)
-        if checked is not None:
-            plan.decision.verified = checked.passed
-            await self._verdict(check, plan, checked.passed)
-
-    async def _verdict(self, check: DraftCheck, plan: Plan, passed: bool) -> None:
-        """A check's outcome teaches the policy and the examples (``reward``) and counts
-        in the quality budget (``comparator``), as the small arm's."""
-        d, score = plan.decision, 1.0 if passed else 0.0
-        try:
-            if d.route is Route.SMALL:  # served: its own record
-                with contextlib.suppress(UnknownRequest):
-                    await self.feedback.apply(
-                        d.request_id,
-                        score,
-                        source="verifier",
-                        budget=check.compares,
-                        teach=check.rewards,
-                    )
-            else:  # the draft failed and the large model answered
-                await self.feedback.small_outcome(
-                    d,
-                    plan.draft_examples,
-                    score,
-                    source="verifier",
-                    budget=check.compares,
-                    teach=check.rewards,
-                )
-        except DependencyDown as exc:
-            log.warning("verifier outcome not learned, redis failed: %s", exc)
 
     async def _probe(
         self, shadow: ShadowComparer, plan: Plan, req: RouterRequest, text: str

@@ -19,15 +19,19 @@ pass are shown to lose at most ``routing.quality.max_loss`` (or 5% without a bud
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections import OrderedDict, deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from iccache_contract.settings import RouterSettings
-from iccache_sidecar.core.domain import ChatMessage
+from iccache_sidecar.core.domain import ChatMessage, Route, RouterRequest
+from iccache_sidecar.core.errors import DependencyDown, UnknownRequest
 from iccache_sidecar.core.verification import Outcome, learn_threshold, passes
 from iccache_sidecar.metrics import Metrics
+from iccache_sidecar.requestpath.feedback import Feedback
+from iccache_sidecar.requestpath.planning import Plan
 from iccache_sidecar.requestpath.ports import Verifier
 
 log = logging.getLogger(__name__)
@@ -110,3 +114,32 @@ class DraftCheck:
             )
             self.threshold = learned
             self.metrics.verifier_threshold.set(learned)
+
+    async def check_served(
+        self, feedback: Feedback, plan: Plan, req: RouterRequest, text: str
+    ) -> None:
+        """A served small answer, checked off the response path."""
+        checked = await self.check(req.messages, text, plan.decision.request_id)
+        if checked is not None:
+            plan.decision.verified = checked.passed
+            await self.teach(feedback, plan, checked.passed)
+
+    async def teach(self, feedback: Feedback, plan: Plan, passed: bool) -> None:
+        """A check's outcome teaches the policy and the examples (``reward``) and counts
+        in the quality budget (``comparator``), as the small arm's: through the served
+        answer's record, or for a draft that failed and was replaced, as an outcome of
+        its own."""
+        d, score = plan.decision, 1.0 if passed else 0.0
+        budget, teach = self.compares, self.rewards
+        try:
+            if d.route is Route.SMALL:
+                with contextlib.suppress(UnknownRequest):
+                    await feedback.apply(
+                        d.request_id, score, source="verifier", budget=budget, teach=teach
+                    )
+            else:
+                await feedback.small_outcome(
+                    d, plan.draft_examples, score, source="verifier", budget=budget, teach=teach
+                )
+        except DependencyDown as exc:
+            log.warning("verifier outcome not learned, redis failed: %s", exc)
