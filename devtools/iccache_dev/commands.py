@@ -184,6 +184,14 @@ def _add_bench(commands: Commands) -> None:
     calibrate.add_argument(
         "--threads", type=int, default=2, help="--verifier: the large model server's threads"
     )
+    calibrate.add_argument(
+        "--cascade",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="replay verify mode from the scores a --verifier run wrote into DIR (no model): "
+        "offload and accuracy against large-only for each pass rule; writes DIR/cascade.md",
+    )
     calibrate.set_defaults(run=_cleanly(_calibrate))
     rerender = benches.add_parser(
         "report",
@@ -255,7 +263,12 @@ def _calibrate(args: argparse.Namespace, argv: list[str]) -> int:
             judge = None
             if args.judge:
                 judge = stack.enter_context(judged_by(args.judge, args.judge_others))
-            if args.verifier:
+            if args.cascade:
+                from iccache_dev.bench.comparators import cascade
+
+                text = cascade(args.outcomes, args.cascade / "scores.jsonl")
+                (args.cascade / "cascade.md").write_text(text)
+            elif args.verifier:
                 from iccache_dev.bench.comparators import compare
 
                 text = compare(args.outcomes, load_encoder(None, 0), args.out, args.threads, judge)

@@ -439,3 +439,61 @@ def compare(
         write(out, text, rows, costs, items)
         plot(out, items, f"Loss detection on {outcomes.parent.name} ({style.name} answers)")
     return text
+
+
+# The verify-mode rules the cascade table replays: the pass threshold on the mean token
+# log-probability, alone and with "or the large model is unsure how to begin".
+CASCADE_THRESHOLDS = (-0.5, -1.0, -1.5, -2.0, -3.0)
+CASCADE_UNSURE = (-2.4, -2.0)
+
+
+def cascade(outcomes: Path, scores: Path) -> str:
+    """Replay verify mode on every drafted answer of a run (``scores.jsonl`` of a
+    ``--verifier`` run): a draft is kept when its check passes, else the large model's
+    recorded answer counts. For each rule: the share kept (offload) and the accuracy
+    difference to large-only on the same requests, with a paired 95% interval, next to
+    keeping a random share of the same size."""
+    records = [json.loads(line) for line in outcomes.read_text().splitlines() if line.strip()]
+    large_right = {
+        r["question"]: bool(r["correct"]) for r in records if r["system"] == "large-only"
+    }
+    rows = [json.loads(line) for line in scores.read_text().splitlines() if line.strip()]
+    rows = [r for r in rows if "mean_logprob" in r and r["question"] in large_right]
+    small = np.array([not r["wrong"] for r in rows], dtype=float)
+    large = np.array([large_right[r["question"]] for r in rows], dtype=float)
+    mean = np.array([r["mean_logprob"] for r in rows])
+    first = np.array([r["first_top_logprob"] for r in rows])
+    rng = np.random.default_rng(11)
+    n = len(rows)
+
+    def line(name: str, kept: np.ndarray) -> str:
+        diff = (small - large) * kept
+        half = 1.96 * diff.std(ddof=1) / np.sqrt(n)
+        chance = np.mean(
+            [((small - large) * (rng.random(n) < kept.mean())).mean() for _ in range(200)]
+        )
+        return (
+            f"| {name} | {100 * kept.mean():.1f}% | {100 * diff.mean():+.2f} "
+            f"[{100 * (diff.mean() - half):+.2f}, {100 * (diff.mean() + half):+.2f}] "
+            f"| {100 * chance:+.2f} |"
+        )
+
+    out = [
+        f"Verify mode replayed on {n} drafted answers of {outcomes} (each draft kept when "
+        "the rule passes it, else large-only's answer to the same request counts); "
+        "accuracy difference to large-only in points, paired 95% interval:",
+        "",
+        "| rule | offload | vs large-only | random offload of the same share |",
+        "|---|---:|---|---:|",
+    ]
+    for t in CASCADE_THRESHOLDS:
+        out.append(line(f"mean logprob >= {t}", (mean >= t).astype(float)))
+    for u in CASCADE_UNSURE:
+        for t in (-0.5, -1.0):
+            out.append(
+                line(
+                    f"mean >= {t}, or large's top first token < {u}",
+                    ((mean >= t) | (first < u)).astype(float),
+                )
+            )
+    return "\n".join(out) + "\n"
