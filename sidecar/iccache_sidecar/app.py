@@ -206,8 +206,9 @@ async def maintain(parts: Parts) -> None:
             log.warning("redis unavailable, serving without the cache: %s", exc)
         for route, backend in parts.backends.items():
             parts.metrics.backend_in_flight.labels(route.value).set(backend.load.in_flight)
-        if parts.verifier is not None and parts.verifier.protocol == "none":
-            await parts.verifier.detect(quiet=True)  # the large model may have started since
+        verifier = parts.verifier
+        if verifier is not None and verifier.protocol == "none" and not verifier.answered:
+            await verifier.detect(quiet=True)  # the large model was not up at start
         await asyncio.sleep(MAINTENANCE_SECONDS)
 
 

@@ -156,7 +156,6 @@ async def score_all(
     order = sorted(range(len(pairs)), key=lambda i: pairs[i].question)  # shared prefixes
     drafts: dict[int, DraftScore | None] = {}
     confidence: dict[str, float | None] = {}
-    spent: list[float] = []
     try:
         for i in tqdm(order, desc="verifier", unit="answer", dynamic_ncols=True):
             p = pairs[i]
@@ -166,10 +165,7 @@ async def score_all(
                 confidence[p.question] = opening_confidence(own[0]) if own else None
             done = await verifier.verify(messages, p.small)
             drafts[i] = done.score if done else None
-            if done:
-                spent.append(done.seconds)
         costs = await _costs(verifier, pairs, style, base_url, model)
-        costs["verifier, mean over the run"] = float(np.mean(spent)) if spent else float("nan")
     finally:
         await verifier.close()
     items = [

@@ -115,6 +115,9 @@ class LogprobVerifier:
         self.settings = settings
         self.large = large
         self.protocol: Protocol = "none"
+        # The server answered (200 or a refusal): it is up, and asking it again would
+        # only repeat a real completion, so the router does not retry detection.
+        self.answered = False
         self.shift = 0
         self._url = large.base_url.rstrip("/") + "/completions"
         self._session: aiohttp.ClientSession | None = None
@@ -130,6 +133,7 @@ class LogprobVerifier:
         try:
             async with self._client().post(self._url, json=body) as r:
                 text = await r.text()
+                self.answered = self.answered or r.status < 500  # 5xx: still starting
                 if r.status != 200:
                     log.debug("verifier call refused (%d): %s", r.status, text[:200])
                     return None
