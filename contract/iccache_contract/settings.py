@@ -431,6 +431,32 @@ class VerifierSettings(_Section):
     timeout_seconds: float = Field(default=20.0, gt=0)
 
 
+class OpeningSettings(_Section):
+    """Routing by the large model's confidence in its own opening: the large model begins
+    every answer the routing sends it; where it is unsure of its first tokens (the least
+    top-token log-probability among them below ``unsure_below``), its answer is stopped and
+    the small model answers with examples instead. Where the large model is unsure, its
+    answer is often wrong too, so handing it over loses little. Needs a large-model
+    server that returns log-probabilities of generated tokens (``logprobs`` in chat
+    completions: vLLM, llama.cpp's llama-server, llama-cpp-python)."""
+
+    enabled: bool = Field(default=False, description="Decide on the large model's opening")
+    tokens: int = Field(
+        default=16, ge=1, le=256, description="Tokens of the opening the decision reads"
+    )
+    unsure_below: float = Field(
+        default=-2.0,
+        le=0,
+        description="Hand the request to the small model when the least top-token "
+        "log-probability of the opening is below this",
+    )
+    streams: bool = Field(
+        default=True,
+        description="Streams too (the opening is held back until the decision: the time "
+        "to first byte grows by the opening's tokens); False: streams go as routed",
+    )
+
+
 class ReplaySettings(_Section):
     """The off-peak replay job (``iccache replay``); its flags override these."""
 
@@ -475,6 +501,7 @@ class RouterSettings(BaseSettings):
     server: ServerSettings = ServerSettings()
     judge: JudgeSettings = JudgeSettings()
     verifier: VerifierSettings = VerifierSettings()
+    opening: OpeningSettings = OpeningSettings()
     replay: ReplaySettings = ReplaySettings()
 
     @model_validator(mode="after")

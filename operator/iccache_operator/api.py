@@ -386,6 +386,25 @@ class VerifierSpec(_Obj):
     min_samples: int = Field(default=100, ge=10, le=1_000_000)
 
 
+class OpeningSpec(_Obj):
+    """Routing by the large model's confidence in its own opening: the large model begins
+    each answer routed to it; where it is unsure of its first tokens, the small model
+    answers with examples instead. Needs a large model that returns log-probabilities of
+    generated tokens (the llamacpp and vllm engines both do)."""
+
+    enabled: bool = Field(default=False, description="Decide on the large model's opening")
+    tokens: int = Field(default=16, ge=1, le=256, description="Tokens the decision reads")
+    unsure_below: float = Field(
+        default=-2.0,
+        ge=-100,
+        le=0,
+        description="Hand over when the least top-token log-probability is below this",
+    )
+    streams: bool = Field(
+        default=True, description="Streams too (their first byte waits for the opening)"
+    )
+
+
 class TenantLimitsSpec(_Obj):
     requests_per_minute: int | None = Field(default=None, ge=1, description="None: unlimited")
     tokens_per_minute: int | None = Field(default=None, ge=1, description="None: unlimited")
@@ -514,6 +533,7 @@ class InContextCacheSpec(_Obj):
     retrieval: RetrievalSpec = Field(default_factory=RetrievalSpec)
     routing: RoutingSpec = Field(default_factory=RoutingSpec)
     verifier: VerifierSpec = Field(default_factory=VerifierSpec)
+    opening: OpeningSpec = Field(default_factory=OpeningSpec)
     router: RouterSpec = Field(default_factory=RouterSpec)
     replay: ReplaySpec = Field(default_factory=ReplaySpec)
     tenancy: TenancySpec = Field(default_factory=TenancySpec)

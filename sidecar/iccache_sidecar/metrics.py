@@ -231,6 +231,14 @@ class Metrics:
             multiprocess_mode="mostrecent",
             registry=r,
         )
+        self.openings = Counter(
+            "iccache_openings",
+            "Large answers decided on their opening, by result (sure: kept; unsure: handed "
+            "to the small model; finished: the answer fit in its opening; unscored: the "
+            "model sent no log-probabilities)",
+            ["result"],
+            registry=r,
+        )
         self._small = 0
         self._large = 0
         self.exact_served = 0

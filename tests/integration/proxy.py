@@ -57,6 +57,8 @@ class RecordingProxy:
     base_url: str = ""
     bodies: list[dict[str, object]] = field(default_factory=list)
     reject: tuple[int, str] | None = None
+    events: list[int] = field(default_factory=list)  # server-sent events per response
+    cut: int = 0  # responses the client closed before their end
 
 
 @contextlib.asynccontextmanager
@@ -79,8 +81,14 @@ async def recording_proxy(target: str) -> AsyncIterator[RecordingProxy]:
                 status=r.status, headers={"content-type": r.headers["content-type"]}
             )
             await response.prepare(request)
-            async for piece in r.content.iter_any():
-                await response.write(piece)
+            proxy.events.append(0)
+            try:
+                async for piece in r.content.iter_any():
+                    proxy.events[-1] += piece.count(b"data:")
+                    await response.write(piece)
+            except ConnectionError:
+                proxy.cut += 1  # leaving the block closes the model's stream too
+                return response
             await response.write_eof()
             return response
 

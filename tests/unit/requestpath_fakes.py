@@ -173,6 +173,9 @@ class FakeBackend:
         self.fail_before = False  # raise before any output
         self.fail_after: int | None = None  # streamed: raise after this many deltas
         self.seen: list[list[ChatMessage]] = []
+        self.params: list[GenerationParams] = []  # of streamed calls
+        self.logprobs: list[float] = []  # per streamed word, when asked for
+        self.stopped_at: int | None = None  # words sent before the client closed
 
     @property
     def model(self) -> str:
@@ -191,14 +194,34 @@ class FakeBackend:
         self, messages: Sequence[ChatMessage], params: GenerationParams
     ) -> AsyncIterator[Delta]:
         self.seen.append(list(messages))
+        self.params.append(params)
         if self.fail_before:
             raise self._down()
         words = self.answer.split()
-        for i, word in enumerate(words):
-            if self.fail_after is not None and i >= self.fail_after:
-                raise self._down()
-            last = i == len(words) - 1
-            yield Delta(word + ("" if last else " "), "stop" if last else None)
+        sent = 0
+        try:
+            for i, word in enumerate(words):
+                if self.fail_after is not None and i >= self.fail_after:
+                    raise self._down()
+                last = i == len(words) - 1
+                text, finish = word + ("" if last else " "), "stop" if last else None
+                sent = i + 1
+                yield Delta(text, finish, raw=self._chunk(i, text, finish, params))
+        except GeneratorExit:
+            self.stopped_at = sent  # the client closed the stream here
+            raise
+
+    def _chunk(
+        self, i: int, text: str, finish: str | None, params: GenerationParams
+    ) -> dict[str, Any] | None:
+        """With ``logprobs`` asked for: a chat chunk carrying this word's log-probability
+        (``logprobs[i]``, else -0.1) as its own and as the top entry."""
+        if not params.passthrough.get("logprobs"):
+            return None
+        lp = self.logprobs[i] if i < len(self.logprobs) else -0.1
+        entry = {"token": text, "logprob": lp, "top_logprobs": [{"token": text, "logprob": lp}]}
+        choice = {"index": 0, "delta": {"content": text}, "finish_reason": finish}
+        return {"choices": [{**choice, "logprobs": {"content": [entry]}}]}
 
 
 class FakeVerifier:

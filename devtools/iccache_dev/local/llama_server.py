@@ -8,12 +8,19 @@ answers it, so that the router's verifier meets on this machine the form it meet
 servers. llama-cpp-python's own ``echo`` path computes the same figures but sorts the
 whole vocabulary in Python at every position (about 0.3 s a token for a 150k-token
 vocabulary here), which would make a prefill cost more than a whole answer.
+
+The same sort runs for every generated token when a request asks for ``logprobs``
+(0.16 s a token here against 0.04 s to generate it). ``fast_top_logprobs`` replaces it,
+inside llama-cpp-python's module only, with a partial sort of the few top entries an
+answer can show, so that generation log-probabilities cost what they cost on a GPU
+server: next to nothing.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import builtins
 import contextlib
 import json
 import time
@@ -29,6 +36,48 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 App = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+# OpenAI's API shows at most 20 top log-probabilities a token; keep a margin.
+TOP_KEPT = 32
+
+
+class _Ranked:
+    """``zip(logprobs, range(n))`` over a whole vocabulary, kept as an array."""
+
+    def __init__(self, values: Any) -> None:
+        self.values = np.asarray(values, dtype=np.float32)
+
+
+def _zip(*args: Any, **kwargs: Any) -> Any:
+    if (
+        len(args) == 2
+        and not kwargs
+        and isinstance(args[1], range)
+        and len(args[1]) > 4 * TOP_KEPT
+        and isinstance(args[0], list | np.ndarray)
+    ):
+        return _Ranked(args[0])
+    return builtins.zip(*args, **kwargs)  # noqa: B905 - as the replaced call had it
+
+
+def _sorted(iterable: Any, *, key: Any = None, reverse: bool = False) -> list[Any]:
+    if isinstance(iterable, _Ranked) and key is None and reverse:
+        values = iterable.values
+        best = np.argpartition(-values, TOP_KEPT)[:TOP_KEPT]
+        best = best[np.argsort(-values[best], kind="stable")]
+        return [(float(values[i]), int(i)) for i in best]
+    return builtins.sorted(iterable, key=key, reverse=reverse)
+
+
+def fast_top_logprobs() -> None:
+    """Make llama-cpp-python's per-token log-probabilities cheap: its code sorts
+    ``zip(logprobs, range(vocabulary))`` to take the first few; give it those first few
+    from a partial sort. Only names inside ``llama_cpp.llama`` are replaced."""
+    import llama_cpp.llama as module
+
+    module.zip = _zip  # type: ignore[attr-defined]
+    module.sorted = _sorted  # type: ignore[attr-defined]
 
 
 def prompt_logprobs(llama: Any, prompt: str, top: int) -> tuple[list[Any], int]:
@@ -150,6 +199,8 @@ async def _json(send: Send, status: int, payload: dict[str, Any]) -> None:
 
 def main() -> None:
     from llama_cpp.server import app as server_app
+
+    fast_top_logprobs()
     from llama_cpp.server.cli import add_args_from_model, parse_model_from_args
     from llama_cpp.server.settings import ModelSettings, ServerSettings, Settings
 

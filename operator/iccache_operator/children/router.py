@@ -70,6 +70,7 @@ def router_settings(owner: Owner, spec: api.InContextCacheSpec) -> RouterSetting
             "retrieval": r.model_dump(),
             "routing": g.model_dump(),
             "verifier": spec.verifier.model_dump(),
+            "opening": spec.opening.model_dump(),
             "cache": {
                 "store_small": cache.store_small,
                 "dedupe_similarity": cache.dedupe_similarity,

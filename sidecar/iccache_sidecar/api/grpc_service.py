@@ -41,6 +41,7 @@ def decision_pb(d: Decision) -> Any:
         exact_hit=d.exact_hit,
         degraded=bool(d.degraded),
         verified=d.verified,
+        opening=d.opening,
     )
 
 

@@ -44,6 +44,11 @@ class DecisionOut(BaseModel):
         description="verify mode: the small draft passed the large model's check (True) or "
         "failed it and the large model answered (False); None when not checked",
     )
+    opening: float | None = Field(
+        default=None,
+        description="opening routing: the least top-token log-probability of the large "
+        "model's first tokens (below opening.unsure_below the small model answered)",
+    )
 
     @classmethod
     def of(cls, d: Decision) -> DecisionOut:
@@ -60,6 +65,7 @@ class DecisionOut(BaseModel):
             degraded=d.degraded,
             ineligible=d.ineligible,
             verified=d.verified,
+            opening=None if d.opening is None else round(d.opening, 4),
         )
 
 

@@ -167,6 +167,7 @@ class Decision:
     ineligible: str | None = None  # why the cache could not serve this request faithfully
     held: bool = False  # the policy chose the small model; the unproven budget held it
     verified: bool | None = None  # the small draft passed (True) or failed the verifier
+    opening: float | None = None  # the large answer's opening: least top-token logprob
 
     @property
     def max_similarity(self) -> float:

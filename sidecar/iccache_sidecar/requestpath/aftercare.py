@@ -113,12 +113,13 @@ class Aftercare:
         elif plan.probe is not None and self.shadow is not None and self.shadow.probe_sampled():
             self._spawn(self._probe(self.shadow, plan, req, text))
 
-    def discarded(self, plan: Plan, usage: Usage) -> None:
-        """Count a small draft that failed verification: its tokens were spent."""
-        self.metrics.tokens.labels("small", "prompt").inc(usage.prompt_tokens)
-        self.metrics.tokens.labels("small", "completion").inc(usage.completion_tokens)
-        spent = (usage.prompt_tokens + usage.completion_tokens) * self._cost(Route.SMALL)
-        self.metrics.cost.labels("small").inc(spent)
+    def discarded(self, route: Route, usage: Usage) -> None:
+        """Count tokens spent on an answer that was not returned (a small draft that failed
+        verification, a large opening the large model was unsure of)."""
+        self.metrics.tokens.labels(route.value, "prompt").inc(usage.prompt_tokens)
+        self.metrics.tokens.labels(route.value, "completion").inc(usage.completion_tokens)
+        spent = (usage.prompt_tokens + usage.completion_tokens) * self._cost(route)
+        self.metrics.cost.labels(route.value).inc(spent)
 
     def _compare_sampled(self, d: Decision, req: RouterRequest, text: str) -> None:
         """Start a comparison of a small answer with the large model's when this answer

@@ -29,6 +29,7 @@ from iccache_sidecar.requestpath.degrade import CacheGate
 from iccache_sidecar.requestpath.feedback import LOSS_BELOW, Feedback
 from iccache_sidecar.requestpath.generation import Generator
 from iccache_sidecar.requestpath.limits import InFlight
+from iccache_sidecar.requestpath.opening import OpeningGate
 from iccache_sidecar.requestpath.planning import Plan, Planner, load_snapshot
 from iccache_sidecar.requestpath.ports import (
     Backends,
@@ -94,6 +95,11 @@ class RouterService:
             budget=self.budget,
             check=check,
         )
+        self.opening = (
+            OpeningGate(settings.opening, backends, self.generator, self.aftercare, metrics)
+            if settings.opening.enabled
+            else None
+        )
 
     async def complete(self, req: RouterRequest) -> Completion:
         with self.in_flight.slot():
@@ -101,13 +107,20 @@ class RouterService:
             plan = await self.planner.plan(req)
             if plan.exact_answer is not None:
                 return self.aftercare.exact_served(plan, req, plan.exact_answer)
-            reply = await self.generator.complete(plan, req)
+            if self._opens(plan, req, streamed=False):
+                assert self.opening is not None
+                reply = await _collected(plan, self.opening.answer(plan, req))
+            else:
+                reply = await self.generator.complete(plan, req)
             if self.check is not None and self.check.gates and plan.decision.route is Route.SMALL:
                 reply = await self._verified(plan, req, reply)
             self.aftercare.answered(plan, req, reply.text, reply.usage)
             return Completion(
                 reply.text, reply.finish_reason, reply.usage, plan.decision, reply.raw
             )
+
+    def _opens(self, plan: Plan, req: RouterRequest, *, streamed: bool) -> bool:
+        return self.opening is not None and self.opening.applies(plan, req, streamed=streamed)
 
     def _gates_stream(self, plan: Plan) -> bool:
         check = self.check
@@ -130,7 +143,7 @@ class RouterService:
         d.verified = checked.passed
         if checked.passed:
             return draft
-        self.aftercare.discarded(plan, draft.usage)
+        self.aftercare.discarded(Route.SMALL, draft.usage)
         plan.draft_examples = list(d.examples)
         value = "empty" if checked.value is None else f"{checked.value:.2f}"
         why = f"failed verification ({value} < {checked.threshold:.2f})"
@@ -161,7 +174,12 @@ class RouterService:
             parts: list[str] = []
             usage = Usage()
             sent_decision = False
-            async for delta in self.generator.stream(plan, req):
+            if self._opens(plan, req, streamed=True):
+                assert self.opening is not None
+                deltas = self.opening.answer(plan, req)
+            else:
+                deltas = self.generator.stream(plan, req)
+            async for delta in deltas:
                 if not sent_decision:
                     sent_decision = True
                     yield plan.decision
@@ -173,7 +191,7 @@ class RouterService:
                 # Some servers (llama.cpp) send no usage when streaming: estimate it, so
                 # the token and cost metrics still count streamed requests (and a client
                 # that asked for usage gets the estimate).
-                usage = Usage(prompt_tokens(plan.messages), estimate_tokens(text) if text else 0)
+                usage = estimated_usage(plan, text)
                 yield Delta("", None, usage)
             self.aftercare.answered(plan, req, text, usage)
 
@@ -207,3 +225,22 @@ class RouterService:
     async def drain(self) -> None:
         """Wait for after-response work (admission, statistics) to finish."""
         await self.aftercare.drain()
+
+
+def estimated_usage(plan: Plan, text: str) -> Usage:
+    return Usage(prompt_tokens(plan.messages), estimate_tokens(text) if text else 0)
+
+
+async def _collected(plan: Plan, deltas: AsyncIterator[Delta]) -> Reply:
+    """A streamed answer as one reply (usage estimated when the model sent none)."""
+    parts: list[str] = []
+    finish: str | None = None
+    usage: Usage | None = None
+    async for delta in deltas:
+        parts.append(delta.text)
+        finish = delta.finish_reason or finish
+        usage = delta.usage or usage
+    text = "".join(parts)
+    if usage is None or not (usage.prompt_tokens or usage.completion_tokens):
+        usage = estimated_usage(plan, text)
+    return Reply(text, finish or "stop", usage)

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17iccache/v1/router.proto\x12\niccache.v1\"(\n\x07Message\x12\x0c\n\x04role\x18\x01 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\t\"\x96\x02\n\x0fGenerateRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12%\n\x08messages\x18\x02 \x03(\x0b\x32\x13.iccache.v1.Message\x12\x0e\n\x06prompt\x18\x03 \x01(\t\x12\x12\n\nmax_tokens\x18\x04 \x01(\r\x12\x18\n\x0btemperature\x18\x05 \x01(\x02H\x00\x88\x01\x01\x12\x12\n\x05top_p\x18\x06 \x01(\x02H\x01\x88\x01\x01\x12\x0c\n\x04stop\x18\x07 \x03(\t\x12\x12\n\nskip_cache\x18\x08 \x01(\x08\x12\x10\n\x08no_store\x18\t \x01(\x08\x12,\n\x0b\x66orce_model\x18\n \x01(\x0e\x32\x17.iccache.v1.ModelChoiceB\x0e\n\x0c_temperatureB\x08\n\x06_top_p\"\xf3\x01\n\x08\x44\x65\x63ision\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12&\n\x05model\x18\x02 \x01(\x0e\x32\x17.iccache.v1.ModelChoice\x12\x15\n\rbackend_model\x18\x03 \x01(\t\x12\x13\n\x0b\x65xample_ids\x18\x04 \x03(\t\x12\x16\n\x0emax_similarity\x18\x05 \x01(\x02\x12\x0e\n\x06policy\x18\x06 \x01(\t\x12\x0e\n\x06reason\x18\x07 \x01(\t\x12\x11\n\texact_hit\x18\x08 \x01(\x08\x12\x10\n\x08\x64\x65graded\x18\t \x01(\x08\x12\x15\n\x08verified\x18\n \x01(\x08H\x00\x88\x01\x01\x42\x0b\n\t_verified\"9\n\x05Usage\x12\x15\n\rprompt_tokens\x18\x01 \x01(\r\x12\x19\n\x11\x63ompletion_tokens\x18\x02 \x01(\r\"\x81\x01\n\x10GenerateResponse\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x15\n\rfinish_reason\x18\x02 \x01(\t\x12 \n\x05usage\x18\x03 \x01(\x0b\x32\x11.iccache.v1.Usage\x12&\n\x08\x64\x65\x63ision\x18\x04 \x01(\x0b\x32\x14.iccache.v1.Decision\"\x7f\n\rGenerateChunk\x12\r\n\x05\x64\x65lta\x18\x01 \x01(\t\x12\x15\n\rfinish_reason\x18\x02 \x01(\t\x12 \n\x05usage\x18\x03 \x01(\x0b\x32\x11.iccache.v1.Usage\x12&\n\x08\x64\x65\x63ision\x18\x04 \x01(\x0b\x32\x14.iccache.v1.Decision\"D\n\x0f\x46\x65\x65\x64\x62\x61\x63kRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x02\x12\x0e\n\x06tenant\x18\x03 \x01(\t\"$\n\x10\x46\x65\x65\x64\x62\x61\x63kResponse\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x08\"\x0e\n\x0cStatsRequest\"b\n\x0c\x42\x61\x63kendStats\x12\x11\n\tin_flight\x18\x01 \x01(\r\x12\x1c\n\x14latency_ewma_seconds\x18\x02 \x01(\x01\x12\x0f\n\x07healthy\x18\x03 \x01(\x08\x12\x10\n\x08requests\x18\x04 \x01(\x04\"\xab\x02\n\rStatsResponse\x12\x10\n\x08requests\x18\x01 \x01(\x04\x12\x16\n\x0esmall_requests\x18\x02 \x01(\x04\x12\x16\n\x0elarge_requests\x18\x03 \x01(\x04\x12\x12\n\nexact_hits\x18\x04 \x01(\x04\x12\x15\n\roffload_ratio\x18\x05 \x01(\x01\x12\x17\n\x0f\x63\x61\x63hed_examples\x18\x06 \x01(\x04\x12\x0e\n\x06policy\x18\x07 \x01(\t\x12\x39\n\x08\x62\x61\x63kends\x18\x08 \x03(\x0b\x32\'.iccache.v1.StatsResponse.BackendsEntry\x1aI\n\rBackendsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\'\n\x05value\x18\x02 \x01(\x0b\x32\x18.iccache.v1.BackendStats:\x02\x38\x01*[\n\x0bModelChoice\x12\x1c\n\x18MODEL_CHOICE_UNSPECIFIED\x10\x00\x12\x16\n\x12MODEL_CHOICE_SMALL\x10\x01\x12\x16\n\x12MODEL_CHOICE_LARGE\x10\x02\x32\xa0\x02\n\x06Router\x12\x45\n\x08Generate\x12\x1b.iccache.v1.GenerateRequest\x1a\x1c.iccache.v1.GenerateResponse\x12J\n\x0eGenerateStream\x12\x1b.iccache.v1.GenerateRequest\x1a\x19.iccache.v1.GenerateChunk0\x01\x12\x45\n\x08\x46\x65\x65\x64\x62\x61\x63k\x12\x1b.iccache.v1.FeedbackRequest\x1a\x1c.iccache.v1.FeedbackResponse\x12<\n\x05Stats\x12\x18.iccache.v1.StatsRequest\x1a\x19.iccache.v1.StatsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17iccache/v1/router.proto\x12\niccache.v1\"(\n\x07Message\x12\x0c\n\x04role\x18\x01 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\t\"\x96\x02\n\x0fGenerateRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12%\n\x08messages\x18\x02 \x03(\x0b\x32\x13.iccache.v1.Message\x12\x0e\n\x06prompt\x18\x03 \x01(\t\x12\x12\n\nmax_tokens\x18\x04 \x01(\r\x12\x18\n\x0btemperature\x18\x05 \x01(\x02H\x00\x88\x01\x01\x12\x12\n\x05top_p\x18\x06 \x01(\x02H\x01\x88\x01\x01\x12\x0c\n\x04stop\x18\x07 \x03(\t\x12\x12\n\nskip_cache\x18\x08 \x01(\x08\x12\x10\n\x08no_store\x18\t \x01(\x08\x12,\n\x0b\x66orce_model\x18\n \x01(\x0e\x32\x17.iccache.v1.ModelChoiceB\x0e\n\x0c_temperatureB\x08\n\x06_top_p\"\x95\x02\n\x08\x44\x65\x63ision\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12&\n\x05model\x18\x02 \x01(\x0e\x32\x17.iccache.v1.ModelChoice\x12\x15\n\rbackend_model\x18\x03 \x01(\t\x12\x13\n\x0b\x65xample_ids\x18\x04 \x03(\t\x12\x16\n\x0emax_similarity\x18\x05 \x01(\x02\x12\x0e\n\x06policy\x18\x06 \x01(\t\x12\x0e\n\x06reason\x18\x07 \x01(\t\x12\x11\n\texact_hit\x18\x08 \x01(\x08\x12\x10\n\x08\x64\x65graded\x18\t \x01(\x08\x12\x15\n\x08verified\x18\n \x01(\x08H\x00\x88\x01\x01\x12\x14\n\x07opening\x18\x0b \x01(\x02H\x01\x88\x01\x01\x42\x0b\n\t_verifiedB\n\n\x08_opening\"9\n\x05Usage\x12\x15\n\rprompt_tokens\x18\x01 \x01(\r\x12\x19\n\x11\x63ompletion_tokens\x18\x02 \x01(\r\"\x81\x01\n\x10GenerateResponse\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x15\n\rfinish_reason\x18\x02 \x01(\t\x12 \n\x05usage\x18\x03 \x01(\x0b\x32\x11.iccache.v1.Usage\x12&\n\x08\x64\x65\x63ision\x18\x04 \x01(\x0b\x32\x14.iccache.v1.Decision\"\x7f\n\rGenerateChunk\x12\r\n\x05\x64\x65lta\x18\x01 \x01(\t\x12\x15\n\rfinish_reason\x18\x02 \x01(\t\x12 \n\x05usage\x18\x03 \x01(\x0b\x32\x11.iccache.v1.Usage\x12&\n\x08\x64\x65\x63ision\x18\x04 \x01(\x0b\x32\x14.iccache.v1.Decision\"D\n\x0f\x46\x65\x65\x64\x62\x61\x63kRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x02\x12\x0e\n\x06tenant\x18\x03 \x01(\t\"$\n\x10\x46\x65\x65\x64\x62\x61\x63kResponse\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x08\"\x0e\n\x0cStatsRequest\"b\n\x0c\x42\x61\x63kendStats\x12\x11\n\tin_flight\x18\x01 \x01(\r\x12\x1c\n\x14latency_ewma_seconds\x18\x02 \x01(\x01\x12\x0f\n\x07healthy\x18\x03 \x01(\x08\x12\x10\n\x08requests\x18\x04 \x01(\x04\"\xab\x02\n\rStatsResponse\x12\x10\n\x08requests\x18\x01 \x01(\x04\x12\x16\n\x0esmall_requests\x18\x02 \x01(\x04\x12\x16\n\x0elarge_requests\x18\x03 \x01(\x04\x12\x12\n\nexact_hits\x18\x04 \x01(\x04\x12\x15\n\roffload_ratio\x18\x05 \x01(\x01\x12\x17\n\x0f\x63\x61\x63hed_examples\x18\x06 \x01(\x04\x12\x0e\n\x06policy\x18\x07 \x01(\t\x12\x39\n\x08\x62\x61\x63kends\x18\x08 \x03(\x0b\x32\'.iccache.v1.StatsResponse.BackendsEntry\x1aI\n\rBackendsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\'\n\x05value\x18\x02 \x01(\x0b\x32\x18.iccache.v1.BackendStats:\x02\x38\x01*[\n\x0bModelChoice\x12\x1c\n\x18MODEL_CHOICE_UNSPECIFIED\x10\x00\x12\x16\n\x12MODEL_CHOICE_SMALL\x10\x01\x12\x16\n\x12MODEL_CHOICE_LARGE\x10\x02\x32\xa0\x02\n\x06Router\x12\x45\n\x08Generate\x12\x1b.iccache.v1.GenerateRequest\x1a\x1c.iccache.v1.GenerateResponse\x12J\n\x0eGenerateStream\x12\x1b.iccache.v1.GenerateRequest\x1a\x19.iccache.v1.GenerateChunk0\x01\x12\x45\n\x08\x46\x65\x65\x64\x62\x61\x63k\x12\x1b.iccache.v1.FeedbackRequest\x1a\x1c.iccache.v1.FeedbackResponse\x12<\n\x05Stats\x12\x18.iccache.v1.StatsRequest\x1a\x19.iccache.v1.StatsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,32 +33,32 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_STATSRESPONSE_BACKENDSENTRY']._loaded_options = None
   _globals['_STATSRESPONSE_BACKENDSENTRY']._serialized_options = b'8\001'
-  _globals['_MODELCHOICE']._serialized_start=1454
-  _globals['_MODELCHOICE']._serialized_end=1545
+  _globals['_MODELCHOICE']._serialized_start=1488
+  _globals['_MODELCHOICE']._serialized_end=1579
   _globals['_MESSAGE']._serialized_start=39
   _globals['_MESSAGE']._serialized_end=79
   _globals['_GENERATEREQUEST']._serialized_start=82
   _globals['_GENERATEREQUEST']._serialized_end=360
   _globals['_DECISION']._serialized_start=363
-  _globals['_DECISION']._serialized_end=606
-  _globals['_USAGE']._serialized_start=608
-  _globals['_USAGE']._serialized_end=665
-  _globals['_GENERATERESPONSE']._serialized_start=668
-  _globals['_GENERATERESPONSE']._serialized_end=797
-  _globals['_GENERATECHUNK']._serialized_start=799
-  _globals['_GENERATECHUNK']._serialized_end=926
-  _globals['_FEEDBACKREQUEST']._serialized_start=928
-  _globals['_FEEDBACKREQUEST']._serialized_end=996
-  _globals['_FEEDBACKRESPONSE']._serialized_start=998
-  _globals['_FEEDBACKRESPONSE']._serialized_end=1034
-  _globals['_STATSREQUEST']._serialized_start=1036
-  _globals['_STATSREQUEST']._serialized_end=1050
-  _globals['_BACKENDSTATS']._serialized_start=1052
-  _globals['_BACKENDSTATS']._serialized_end=1150
-  _globals['_STATSRESPONSE']._serialized_start=1153
-  _globals['_STATSRESPONSE']._serialized_end=1452
-  _globals['_STATSRESPONSE_BACKENDSENTRY']._serialized_start=1379
-  _globals['_STATSRESPONSE_BACKENDSENTRY']._serialized_end=1452
-  _globals['_ROUTER']._serialized_start=1548
-  _globals['_ROUTER']._serialized_end=1836
+  _globals['_DECISION']._serialized_end=640
+  _globals['_USAGE']._serialized_start=642
+  _globals['_USAGE']._serialized_end=699
+  _globals['_GENERATERESPONSE']._serialized_start=702
+  _globals['_GENERATERESPONSE']._serialized_end=831
+  _globals['_GENERATECHUNK']._serialized_start=833
+  _globals['_GENERATECHUNK']._serialized_end=960
+  _globals['_FEEDBACKREQUEST']._serialized_start=962
+  _globals['_FEEDBACKREQUEST']._serialized_end=1030
+  _globals['_FEEDBACKRESPONSE']._serialized_start=1032
+  _globals['_FEEDBACKRESPONSE']._serialized_end=1068
+  _globals['_STATSREQUEST']._serialized_start=1070
+  _globals['_STATSREQUEST']._serialized_end=1084
+  _globals['_BACKENDSTATS']._serialized_start=1086
+  _globals['_BACKENDSTATS']._serialized_end=1184
+  _globals['_STATSRESPONSE']._serialized_start=1187
+  _globals['_STATSRESPONSE']._serialized_end=1486
+  _globals['_STATSRESPONSE_BACKENDSENTRY']._serialized_start=1413
+  _globals['_STATSRESPONSE_BACKENDSENTRY']._serialized_end=1486
+  _globals['_ROUTER']._serialized_start=1582
+  _globals['_ROUTER']._serialized_end=1870
 # @@protoc_insertion_point(module_scope)

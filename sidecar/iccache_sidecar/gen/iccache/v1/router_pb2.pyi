@@ -49,7 +49,7 @@ class GenerateRequest(_message.Message):
     def __init__(self, tenant: _Optional[str] = ..., messages: _Optional[_Iterable[_Union[Message, _Mapping]]] = ..., prompt: _Optional[str] = ..., max_tokens: _Optional[int] = ..., temperature: _Optional[float] = ..., top_p: _Optional[float] = ..., stop: _Optional[_Iterable[str]] = ..., skip_cache: _Optional[bool] = ..., no_store: _Optional[bool] = ..., force_model: _Optional[_Union[ModelChoice, str]] = ...) -> None: ...
 
 class Decision(_message.Message):
-    __slots__ = ("request_id", "model", "backend_model", "example_ids", "max_similarity", "policy", "reason", "exact_hit", "degraded", "verified")
+    __slots__ = ("request_id", "model", "backend_model", "example_ids", "max_similarity", "policy", "reason", "exact_hit", "degraded", "verified", "opening")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     BACKEND_MODEL_FIELD_NUMBER: _ClassVar[int]
@@ -60,6 +60,7 @@ class Decision(_message.Message):
     EXACT_HIT_FIELD_NUMBER: _ClassVar[int]
     DEGRADED_FIELD_NUMBER: _ClassVar[int]
     VERIFIED_FIELD_NUMBER: _ClassVar[int]
+    OPENING_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     model: ModelChoice
     backend_model: str
@@ -70,7 +71,8 @@ class Decision(_message.Message):
     exact_hit: bool
     degraded: bool
     verified: bool
-    def __init__(self, request_id: _Optional[str] = ..., model: _Optional[_Union[ModelChoice, str]] = ..., backend_model: _Optional[str] = ..., example_ids: _Optional[_Iterable[str]] = ..., max_similarity: _Optional[float] = ..., policy: _Optional[str] = ..., reason: _Optional[str] = ..., exact_hit: _Optional[bool] = ..., degraded: _Optional[bool] = ..., verified: _Optional[bool] = ...) -> None: ...
+    opening: float
+    def __init__(self, request_id: _Optional[str] = ..., model: _Optional[_Union[ModelChoice, str]] = ..., backend_model: _Optional[str] = ..., example_ids: _Optional[_Iterable[str]] = ..., max_similarity: _Optional[float] = ..., policy: _Optional[str] = ..., reason: _Optional[str] = ..., exact_hit: _Optional[bool] = ..., degraded: _Optional[bool] = ..., verified: _Optional[bool] = ..., opening: _Optional[float] = ...) -> None: ...
 
 class Usage(_message.Message):
     __slots__ = ("prompt_tokens", "completion_tokens")
