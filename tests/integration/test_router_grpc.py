@@ -54,10 +54,8 @@ async def test_prompt_form_and_forced_model(channel: grpc.aio.Channel) -> None:
 
 async def test_feedback_and_stats(icc: Runtime, channel: grpc.aio.Channel) -> None:
     stub = pb_grpc.RouterStub(channel)
-    reply = await stub.Generate(ask("Name a fruit.", tenant="acme"))
-    ok = await stub.Feedback(
-        pb.FeedbackRequest(request_id=reply.decision.request_id, score=0.9, tenant="acme")
-    )
+    reply = await stub.Generate(ask("Name a fruit."))
+    ok = await stub.Feedback(pb.FeedbackRequest(request_id=reply.decision.request_id, score=0.9))
     assert ok.accepted
     stats = await stub.Stats(pb.StatsRequest())
     assert stats.requests >= 1

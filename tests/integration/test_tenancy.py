@@ -214,7 +214,12 @@ async def test_grpc_names_the_tenant_by_key(keyed: Keyed, embedder: Any) -> None
         assert missing.value.code() is grpc.StatusCode.UNAUTHENTICATED
         assert "missing API key" in (missing.value.details() or "")
         meta = (("authorization", f"Bearer {KEYS['globex']}"),)
-        reply = await stub.Generate(ask, metadata=meta)  # the tenant field is not believed
+        with pytest.raises(grpc.aio.AioRpcError) as claimed:  # the field is not believed
+            await stub.Generate(ask, metadata=meta)
+        assert claimed.value.code() is grpc.StatusCode.PERMISSION_DENIED
+        assert "'initech' in the request is not the caller's" in (claimed.value.details() or "")
+        ask = pb.GenerateRequest(prompt=QUESTIONS[1], max_tokens=1, tenant="globex")
+        reply = await stub.Generate(ask, metadata=meta)  # its own tenant may be named
         assert reply.decision.exact_hit
         assert reply.text == "SECRET-globex-1"
         write_keys(keyed.keys_file, revoked={"globex"})
@@ -335,6 +340,48 @@ async def test_gateway_mode_believes_the_header_only_from_the_gateway(
             )
             assert gateway.status_code == 200
             assert gateway.json()["choices"][0]["message"]["content"] == "SECRET-acme-2"
+            # A client's own tenant header next to the gateway's: refused, not read
+            # first-wins (HTTP) or last-wins (gRPC).
+            twice = await http.post(
+                "/v1/chat/completions",
+                json=body,
+                headers=[
+                    ("x-iccache-tenant", "globex"),
+                    ("x-iccache-tenant", "acme"),
+                    ("x-iccache-gateway-secret", "gateway-shared-secret"),
+                ],
+            )
+            assert twice.status_code == 400
+            assert "x-iccache-tenant header came 2 times" in twice.json()["error"]["message"]
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{rt.grpc_port}") as channel:
+            stub = pb_grpc.RouterStub(channel)
+            vouched = (
+                ("x-iccache-tenant", "acme"),
+                ("x-iccache-gateway-secret", "gateway-shared-secret"),
+            )
+            reply = await stub.Generate(
+                pb.GenerateRequest(prompt=QUESTIONS[2], max_tokens=1), metadata=vouched
+            )
+            assert reply.text == "SECRET-acme-2"
+            # The body's tenant field does not override the tenant the gateway vouched for.
+            forged = pb.GenerateRequest(prompt=QUESTIONS[2], max_tokens=1, tenant="globex")
+            with pytest.raises(grpc.aio.AioRpcError) as claimed:
+                await stub.Generate(forged, metadata=vouched)
+            assert claimed.value.code() is grpc.StatusCode.PERMISSION_DENIED
+            with pytest.raises(grpc.aio.AioRpcError) as fed_back:
+                await stub.Feedback(
+                    pb.FeedbackRequest(
+                        request_id=reply.decision.request_id, score=0.0, tenant="globex"
+                    ),
+                    metadata=vouched,
+                )
+            assert fed_back.value.code() is grpc.StatusCode.PERMISSION_DENIED
+            with pytest.raises(grpc.aio.AioRpcError) as twice_grpc:
+                await stub.Generate(
+                    pb.GenerateRequest(prompt=QUESTIONS[2], max_tokens=1),
+                    metadata=(("x-iccache-tenant", "globex"), *vouched),
+                )
+            assert twice_grpc.value.code() is grpc.StatusCode.INVALID_ARGUMENT
 
 
 async def test_forget_removes_exactly_what_was_asked(keyed: Keyed, embedder: Any) -> None:

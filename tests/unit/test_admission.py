@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from requestpath_fakes import request, settings
 
-from iccache_sidecar.core.domain import Decision, Route
+from iccache_sidecar.core.domain import Decision, GenerationParams, Route, RouterRequest
 from iccache_sidecar.requestpath.admission import Admission, admit, example_text
 
 CACHE = settings().cache
@@ -81,3 +81,12 @@ def test_redaction_applies_to_what_is_stored() -> None:
     prompt, answer = example_text(req.query, "Sent to jane.doe@example.com.", redacting)
     assert "jane.doe@example.com" not in prompt + answer
     assert example_text(req.query, "ok", CACHE) == (req.query, "ok")
+
+
+def test_an_answer_shaped_by_stop_sequences_is_not_kept() -> None:
+    shaped = RouterRequest(
+        "acme",
+        request("How tall is Mount Everest?").messages,
+        GenerationParams(max_tokens=16, stop=("metres",)),
+    )
+    assert verdict(req=shaped, answer="8,849") is Admission.SHAPED

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from starlette.datastructures import Headers
 
 from iccache_contract.settings import TenancySettings
 from iccache_sidecar.api.auth import Authenticator, KeyRing, key_digest
@@ -75,3 +76,42 @@ def test_modes_need_their_secrets() -> None:
         TenancySettings(mode="api-keys")
     with pytest.raises(ValueError, match="gateway_secret_env"):
         TenancySettings(mode="gateway")
+
+
+def test_a_header_that_says_who_calls_must_come_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """HTTP servers keep the first of two equal headers and gRPC the last: a gateway that
+    appends its own tenant header after a client's would be read differently by each."""
+    monkeypatch.setenv("GW", "s3cret")
+    auth = Authenticator(TenancySettings(mode="gateway", gateway_secret_env="GW"))
+    twice = Headers(
+        raw=[
+            (b"x-iccache-tenant", b"victim"),
+            (b"x-iccache-gateway-secret", b"s3cret"),
+            (b"x-iccache-tenant", b"acme"),
+        ]
+    )
+    with pytest.raises(InvalidRequest, match="x-iccache-tenant header came 2 times"):
+        auth.caller(twice)
+    once = Headers(raw=[(b"x-iccache-tenant", b"acme"), (b"x-iccache-gateway-secret", b"s3cret")])
+    assert auth.caller(once).tenant == "acme"
+
+
+def test_a_tenant_named_in_the_body_is_never_believed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GW", "s3cret")
+    gateway = Authenticator(TenancySettings(mode="gateway", gateway_secret_env="GW"))
+    vouched = {"x-iccache-tenant": "acme", "x-iccache-gateway-secret": "s3cret"}
+    assert gateway.caller(vouched, claimed_tenant="acme").tenant == "acme"
+    with pytest.raises(PermissionDenied, match="'victim' in the request is not the caller's"):
+        gateway.caller(vouched, claimed_tenant="victim")
+    keyed = Authenticator(
+        TenancySettings(mode="api-keys", keys_file=str(keys_file(tmp_path / "k.yaml"))),
+        KeyRing(tmp_path / "k.yaml"),
+    )
+    with pytest.raises(PermissionDenied):
+        keyed.caller({"authorization": f"Bearer {KEY}"}, claimed_tenant="victim")
+    single = Authenticator(TenancySettings(default_tenant="only"))
+    with pytest.raises(PermissionDenied):
+        single.caller({}, claimed_tenant="victim")
+    assert single.caller({}, claimed_tenant="only").tenant == "only"

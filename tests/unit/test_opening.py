@@ -44,8 +44,8 @@ def test_the_rule_keeps_finished_answers_and_hands_over_unsure_ones() -> None:
 
 
 def test_requests_that_shape_the_answer_are_not_decided_on_the_opening() -> None:
-    assert reads_opening({"seed": 3, "user": "u"})
-    for field in ("tools", "logprobs", "response_format", "n", "logit_bias"):
+    assert reads_opening({"top_k": 3, "user": "u", "logprobs": False})
+    for field in ("tools", "logprobs", "response_format", "n", "logit_bias", "seed", "echo"):
         assert not reads_opening({field: 1})
 
 

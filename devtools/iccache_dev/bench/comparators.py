@@ -35,15 +35,21 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from iccache_contract.settings import BackendSettings, VerifierSettings
+from iccache_contract.settings import BackendSettings, OpeningSettings, VerifierSettings
 from iccache_dev.bench.calibrate import Pair
 from iccache_dev.bench.prepare import STYLES, AnswerStyle
 from iccache_sidecar.backends.client import Backend
 from iccache_sidecar.backends.verifier import LogprobVerifier
-from iccache_sidecar.core.domain import ChatMessage, GenerationParams, Route, Verdict
+from iccache_sidecar.core.domain import (
+    ChatMessage,
+    GenerationParams,
+    Route,
+    Verdict,
+    estimate_tokens,
+)
 from iccache_sidecar.core.verification import DraftScore, TokenView, roc_auc
 
-OPENING_TOKENS = 16
+OPENING_TOKENS = OpeningSettings().tokens  # the opening the router reads
 BOOTSTRAP_ROUNDS = 1000
 
 
@@ -441,6 +447,9 @@ def compare(
 # log-probability, alone and with "or the large model is unsure how to begin".
 CASCADE_THRESHOLDS = (-0.5, -1.0, -1.5, -2.0, -3.0)
 CASCADE_UNSURE = (-2.4, -2.0)
+# Opening routing's bars (opening.unsure_below): the large model begins; where the least
+# top-token log-probability of its first 16 tokens is below the bar, the draft answers.
+OPENING_BARS = (-1.5, -1.75, -2.0, -2.25, -2.5, -3.0)
 
 
 def cascade(outcomes: Path, scores: Path) -> str:
@@ -459,6 +468,11 @@ def cascade(outcomes: Path, scores: Path) -> str:
     large = np.array([large_right[r["question"]] for r in rows], dtype=float)
     mean = np.array([r["mean_logprob"] for r in rows])
     first = np.array([r["first_top_logprob"] for r in rows])
+    confidence = np.array(
+        [np.nan if r.get("confidence") is None else r["confidence"] for r in rows]
+    )
+    # An answer that ends within its opening is kept (the rule never hands it over).
+    ended = np.array([estimate_tokens(r.get("large") or "-" * 99) < OPENING_TOKENS for r in rows])
     rng = np.random.default_rng(11)
     n = len(rows)
 
@@ -492,4 +506,16 @@ def cascade(outcomes: Path, scores: Path) -> str:
                     ((mean >= t) | (first < u)).astype(float),
                 )
             )
+    out += [
+        "",
+        "Opening routing replayed on the same drafts (no check of the draft: the large "
+        f"model's own first {OPENING_TOKENS} tokens decide; an answer of the large model "
+        f"shorter than {OPENING_TOKENS} tokens, by a 4-bytes-a-token estimate, is kept):",
+        "",
+        "| rule | offload | vs large-only | random offload of the same share |",
+        "|---|---:|---|---:|",
+    ]
+    for bar in OPENING_BARS:
+        handed = (confidence < bar) & ~ended  # NaN compares False: kept
+        out.append(line(f"large unsure of its opening (< {bar})", handed.astype(float)))
     return "\n".join(out) + "\n"

@@ -75,6 +75,10 @@ def budgeted_by_verifier(max_loss: float) -> SystemSpec:
     )
 
 
+# The large model begins every answer it is routed; an answer whose first 16 tokens it
+# is unsure of (least top-token log-probability below -2.0) goes to the small model.
+OPENING = {"enabled": True}
+
 SYSTEMS: dict[str, SystemSpec] = {
     s.name: s
     for s in (
@@ -105,6 +109,18 @@ SYSTEMS: dict[str, SystemSpec] = {
             "iccache-verify-all",
             "router",
             {"routing": {"policy": "always-small"}, "verifier": VERIFY},
+            feedback=True,
+        ),
+        SystemSpec(
+            "iccache-opening",
+            "router",
+            {"routing": {"policy": "always-large"}, "opening": OPENING},
+            feedback=True,
+        ),
+        SystemSpec(
+            "iccache-bandit-opening",
+            "router",
+            {"routing": {"policy": "bandit"}, "opening": OPENING},
             feedback=True,
         ),
     )

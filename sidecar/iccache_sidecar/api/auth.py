@@ -19,7 +19,7 @@ from pydantic import ValidationError
 
 from iccache_contract.settings import ApiKey, KeysFile, TenancySettings, TenantLimits
 from iccache_sidecar.api.tenancy import check_tenant
-from iccache_sidecar.core.errors import PermissionDenied, Unauthenticated
+from iccache_sidecar.core.errors import InvalidRequest, PermissionDenied, Unauthenticated
 
 log = logging.getLogger(__name__)
 
@@ -88,9 +88,32 @@ class Authenticator:
         keys = KeyRing(Path(settings.keys_file)) if settings.keys_file else None
         return cls(settings, keys)
 
-    def caller(self, headers: Mapping[str, str]) -> Caller:
+    @property
+    def guarded(self) -> tuple[str, ...]:
+        """The headers that say who is calling (lower-case names)."""
+        s = self.settings
+        return ("authorization", s.gateway_secret_header.lower(), s.header.lower())
+
+    def caller(self, headers: Mapping[str, str], claimed_tenant: str = "") -> Caller:
         """The caller of a request with these headers (HTTP headers or gRPC metadata,
-        looked up by lower-case name)."""
+        looked up by lower-case name). A header that says who is calling must come once:
+        HTTP servers keep the first of two, gRPC the last, so a second one is refused
+        rather than read either way. ``claimed_tenant`` (a gRPC body's ``tenant``) is
+        never believed: it must be empty or the tenant the credentials name."""
+        getlist = getattr(headers, "getlist", None)  # HTTP and gRPC multi-dicts
+        if getlist is not None:
+            for name in self.guarded:
+                if (times := len(getlist(name))) > 1:
+                    raise InvalidRequest(f"the {name} header came {times} times: send it once")
+        found = self._caller(headers)
+        if claimed_tenant and claimed_tenant != found.tenant:
+            raise PermissionDenied(
+                f"tenant {claimed_tenant!r} in the request is not the caller's: the tenant "
+                "is named by the API key or the gateway's header, not by the request"
+            )
+        return found
+
+    def _caller(self, headers: Mapping[str, str]) -> Caller:
         s = self.settings
         if s.mode == "api-keys":
             return self._by_key(headers.get("authorization"))

@@ -32,6 +32,7 @@ from iccache_sidecar.api.openai_schema import (
 from iccache_sidecar.api.sse import Kind, completion_id, sse
 from iccache_sidecar.core.domain import ChatMessage, Completion, Decision, RouterRequest
 from iccache_sidecar.core.errors import IccacheError
+from iccache_sidecar.core.passthrough import scrubbed
 
 router = APIRouter()
 
@@ -82,14 +83,16 @@ def completion_body(kind: Kind, done: Completion, model: str, created: int) -> B
         choice_ = ChatChoice(message=message, finish_reason=done.finish_reason)
         return ChatCompletion.model_validate({**common, "choices": [choice_]})
     # The model's response as it sent it (tool calls, logprobs, usage details), under
-    # iccache's id and routed model name, with the decision added.
+    # iccache's id and routed model name, with the decision added; never prompt text
+    # from a prompt that held examples.
+    raw = scrubbed(done.raw) if d.examples else done.raw
     return ChatCompletion.model_validate(
         {
-            **done.raw,
+            **raw,
             **common,
             "object": "chat.completion",
-            "created": done.raw.get("created", created),
-            "usage": done.raw.get("usage") or common["usage"],
+            "created": raw.get("created", created),
+            "usage": raw.get("usage") or common["usage"],
         }
     )
 

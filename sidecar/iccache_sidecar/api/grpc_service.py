@@ -10,6 +10,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from pydantic import ValidationError
+from starlette.datastructures import Headers
 
 from iccache_sidecar.api.auth import Authenticator
 from iccache_sidecar.api.grpc_errors import ErrorStatusInterceptor
@@ -92,8 +93,6 @@ class RouterServicer(pb_grpc.RouterServicer):
             message, param = validation_message(exc)
             raise InvalidRequest(message, param=param) from exc
         headers = metadata(context)
-        if msg.tenant:  # counts only where a tenant header would (gateway mode)
-            headers[settings.tenancy.header.lower()] = msg.tenant
         return build_request(
             settings,
             self._models,
@@ -101,7 +100,7 @@ class RouterServicer(pb_grpc.RouterServicer):
             chat_messages(parsed.messages),
             parsed.max_tokens,
             headers,
-            self.auth.caller(headers),
+            self.auth.caller(headers, claimed_tenant=msg.tenant),
         )
 
     async def Generate(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
@@ -131,10 +130,7 @@ class RouterServicer(pb_grpc.RouterServicer):
             raise InvalidRequest("request_id is required", param="request_id")
         if not 0.0 <= request.score <= 1.0:
             raise InvalidRequest("score must be between 0 and 1", param="score")
-        headers = metadata(context)
-        if request.tenant:
-            headers[self.service.settings.tenancy.header.lower()] = request.tenant
-        caller = self.auth.caller(headers)
+        caller = self.auth.caller(metadata(context), claimed_tenant=request.tenant)
         await self.service.feedback(request.request_id, request.score, tenant=caller.tenant)
         return pb.FeedbackResponse(accepted=True)
 
@@ -169,10 +165,12 @@ class RouterServicer(pb_grpc.RouterServicer):
         )
 
 
-def metadata(context: grpc.aio.ServicerContext) -> dict[str, str]:
-    """The call's metadata by lower-case key (text values only)."""
+def metadata(context: grpc.aio.ServicerContext) -> Headers:
+    """The call's metadata by lower-case key (text values only), every value of a key
+    kept, as HTTP headers are (so that a repeated one can be refused alike)."""
     pairs = context.invocation_metadata() or ()
-    return {k.lower(): v for k, v in pairs if isinstance(v, str)}
+    raw = [(k.lower().encode(), v.encode()) for k, v in pairs if isinstance(v, str)]
+    return Headers(raw=raw)
 
 
 def create_grpc_server(

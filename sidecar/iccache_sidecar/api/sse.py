@@ -21,6 +21,7 @@ from iccache_sidecar.api.openai_models import (
 )
 from iccache_sidecar.core.domain import Decision, Delta, Usage
 from iccache_sidecar.core.errors import IccacheError
+from iccache_sidecar.core.passthrough import scrubbed
 
 Kind = Literal["chat", "text"]
 
@@ -91,10 +92,12 @@ async def sse(
                 continue
             usage = event.usage or usage
             if kind == "chat" and event.raw is not None:
-                if event.raw.get("choices"):
-                    yield _passed_on(event.raw, cid, model, created)
+                # never prompt text from a prompt that held examples
+                raw = scrubbed(event.raw) if decision.examples else event.raw
+                if raw.get("choices"):
+                    yield _passed_on(raw, cid, model, created)
                 elif include_usage:  # the model's usage chunk
-                    yield _passed_on(event.raw, cid, model, created)
+                    yield _passed_on(raw, cid, model, created)
                     usage_sent = True
             elif event.text or event.finish_reason:
                 yield _chunk(kind, cid, created, model, event.text, event.finish_reason)

@@ -15,23 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-# Request fields that change what an answer is made of or what comes back with it: a
-# request carrying one goes as routed (its answer must be the routed model's, whole).
-SHAPING_FIELDS = frozenset(
-    {
-        "tools",
-        "tool_choice",
-        "functions",
-        "function_call",
-        "logprobs",
-        "top_logprobs",
-        "response_format",
-        "n",
-        "echo",
-        "prompt_logprobs",
-        "logit_bias",
-    }
-)
+from iccache_sidecar.core.passthrough import reveals_prompt, shaping_fields
 
 # What the large model is asked for while its opening is read.
 ASK_LOGPROBS = {"logprobs": True, "top_logprobs": 1}
@@ -40,8 +24,9 @@ OpeningResult = Literal["sure", "unsure", "finished", "unscored"]
 
 
 def reads_opening(passthrough: Mapping[str, Any]) -> bool:
-    """Whether a request may be decided on the large model's opening."""
-    return not SHAPING_FIELDS.intersection(passthrough)
+    """Whether a request may be decided on the large model's opening: not when a field
+    shapes the answer or what comes back (its answer must be the routed model's)."""
+    return not shaping_fields(passthrough) and not reveals_prompt(passthrough)
 
 
 def top_logprobs(chunk: Mapping[str, Any]) -> list[float]:

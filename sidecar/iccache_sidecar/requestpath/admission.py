@@ -18,6 +18,7 @@ class Admission(StrEnum):
     TOO_LONG = "too_long"
     DUPLICATE = "duplicate"
     FULL = "full"  # the tenant holds as many examples as its capacity override allows
+    SHAPED = "shaped"  # stop sequences made it: it does not stand for the question alone
 
 
 def admit(
@@ -34,9 +35,13 @@ def admit(
     (or ``cache.ineligible.store`` says to keep it anyway), it was embedded, it is not
     empty, its model's answers are kept (small ones only when configured, never after a
     fall-over to the small model), it fits an example's size and it is not a near
-    duplicate of what is cached."""
+    duplicate of what is cached. An answer shaped by stop sequences is not kept: it would
+    be served to everyone in the tenant as an exact hit or an example, keyed on the
+    conversation alone."""
     if req.no_store or req.skip_cache or not embedded or not answer.strip():
         return Admission.SKIPPED
+    if req.params.stop:
+        return Admission.SHAPED
     if decision.ineligible is not None and not cache.ineligible.store:
         return Admission.SKIPPED
     allowed = cache.store_large if decision.route is Route.LARGE else cache.store_small

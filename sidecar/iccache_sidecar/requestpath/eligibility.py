@@ -2,8 +2,11 @@
 
 A request that asks for something a cached answer or a few prepended examples cannot
 honour (tools, a response format, several choices, log-probabilities, a fixed seed,
-images or audio) is *ineligible*: it gets no exact hit and no examples, goes where the
-``cache.ineligible`` settings say, and is not stored unless they allow it.
+images or audio, any field that shapes the answer: ``core.passthrough``) is
+*ineligible*: it gets no exact hit and no examples, goes where the ``cache.ineligible``
+settings say, and is not stored unless they allow it. One that makes the model return
+its prompt (``prompt_echo``) never gets examples or an exact hit and is never stored,
+whatever those settings say: the examples are other users' text.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from iccache_sidecar.core.domain import RouterRequest
+from iccache_sidecar.core.passthrough import reveals_prompt, shaping_fields
 
 REASONS = (
     "tools",
@@ -20,12 +24,31 @@ REASONS = (
     "n",
     "logprobs",
     "seed",
+    "prompt_echo",
+    "shaping_field",
+)
+# Fields the checks above read themselves (tool_choice and parallel_tool_calls mean
+# nothing without tools).
+READ_ABOVE = frozenset(
+    {
+        "tools",
+        "functions",
+        "tool_choice",
+        "parallel_tool_calls",
+        "response_format",
+        "n",
+        "logprobs",
+        "top_logprobs",
+        "seed",
+    }
 )
 
 
 def ineligibility(req: RouterRequest) -> str | None:
     """The first reason (one of ``REASONS``) the cache cannot serve ``req``, or None."""
     p = req.params.passthrough
+    if reveals_prompt(p):
+        return "prompt_echo"
     if p.get("tools") or p.get("functions"):
         return "tools"
     for message in req.messages:
@@ -50,4 +73,6 @@ def ineligibility(req: RouterRequest) -> str | None:
         return "logprobs"
     if p.get("seed") is not None:
         return "seed"
+    if any(name not in READ_ABOVE for name in shaping_fields(p)):
+        return "shaping_field"
     return None

@@ -185,7 +185,10 @@ class Planner:
             return EVERYTHING
         decision.ineligible = reason
         self.metrics.ineligible.labels(reason).inc()
-        return self.settings.cache.ineligible
+        allowed = self.settings.cache.ineligible
+        if reason == "prompt_echo":  # the answer would carry the prompt: never examples
+            return IneligibleSettings(route=allowed.route)
+        return allowed
 
     def _exact_allowed(self, req: RouterRequest) -> bool:
         return not req.skip_cache and self.settings.cache.exact_match and req.force is None
