@@ -202,6 +202,11 @@ async def test_a_key_limited_to_some_models(keyed: Keyed) -> None:
         r = await http.post("/v1/chat/completions", json=body, headers=bearer("initech"))
         assert r.status_code == 403
         assert "may not use model 'gemma3'" in r.json()["error"]["message"]
+        # Nor by forcing it through the routed name.
+        body = {**body, "model": "iccache", "iccache": {"force_model": "large"}}
+        r = await http.post("/v1/chat/completions", json=body, headers=bearer("initech"))
+        assert r.status_code == 403
+        assert "may not use model 'gemma3'" in r.json()["error"]["message"]
 
 
 async def test_grpc_names_the_tenant_by_key(keyed: Keyed, embedder: Any) -> None:

@@ -9,8 +9,11 @@ import pytest
 import yaml
 from starlette.datastructures import Headers
 
-from iccache_contract.settings import TenancySettings
-from iccache_sidecar.api.auth import Authenticator, KeyRing, key_digest
+from iccache_contract.settings import RouterSettings, TenancySettings, TenantLimits
+from iccache_sidecar.api.auth import Authenticator, Caller, KeyRing, key_digest
+from iccache_sidecar.api.intake import build_request, chat_messages
+from iccache_sidecar.api.openai_schema import ChatCompletionRequest
+from iccache_sidecar.core.domain import Route, RouterRequest
 from iccache_sidecar.core.errors import InvalidRequest, PermissionDenied, Unauthenticated
 
 KEY = "icc-unit-test-key-000000000000001"
@@ -115,3 +118,28 @@ def test_a_tenant_named_in_the_body_is_never_believed(
     with pytest.raises(PermissionDenied):
         single.caller({}, claimed_tenant="victim")
     assert single.caller({}, claimed_tenant="only").tenant == "only"
+
+
+def test_a_key_limited_to_some_models_cannot_force_another() -> None:
+    caller = Caller("acme", TenantLimits(), models=frozenset({"iccache"}))
+    settings = RouterSettings.model_validate(
+        {
+            "small": {"base_url": "http://127.0.0.1:1/v1", "model": "small-m"},
+            "large": {"base_url": "http://127.0.0.1:2/v1", "model": "large-m"},
+        }
+    )
+    models = {"small-m": Route.SMALL, "large-m": Route.LARGE}
+
+    def ask(**iccache: object) -> RouterRequest:
+        body = ChatCompletionRequest.model_validate(
+            {
+                "model": "iccache",
+                "messages": [{"role": "user", "content": "hi"}],
+                "iccache": iccache,
+            }
+        )
+        return build_request(settings, models, body, chat_messages(body.messages), None, {}, caller)
+
+    assert ask().force is None
+    with pytest.raises(PermissionDenied, match="may not use model 'large-m'"):
+        ask(force_model="large")

@@ -85,6 +85,10 @@ def build_request(
         force = backend_models[body.model]
     if body.iccache.force_model:
         force = Route(body.iccache.force_model)
+        # Forcing a model is asking for it by name: the key must allow that name.
+        for name, route in backend_models.items():
+            if route is force:
+                auth_model_check(caller, name)
     if not any(m.role == "user" and _has_content(m) for m in messages):
         raise InvalidRequest("messages must contain a non-empty user message", param="messages")
     options = body.stream_options
