@@ -163,6 +163,11 @@ async def test_messages_say_what_is_wrong_with_a_key(keyed: Keyed) -> None:
             assert r.status_code == status
             assert needle in r.json()["error"]["message"]
             assert r.headers["www-authenticate"] == "Bearer"
+        # The key is checked before the body is read: a broken body without a key gets
+        # 401, not the 400 of a body that was parsed.
+        for path in ("/v1/chat/completions", "/v1/completions", "/v1/feedback"):
+            r = await http.post(path, content=b"{not json")
+            assert r.status_code == 401, (path, r.text)
         # Health, readiness and metrics need no key.
         for path in ("/healthz", "/readyz", "/metrics"):
             assert (await http.get(path)).status_code == 200

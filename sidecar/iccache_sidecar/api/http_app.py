@@ -7,11 +7,15 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from iccache_sidecar.api import admin, completions_http, feedback_http, health_http
+from iccache_sidecar.api.auth_first import AuthenticateFirst
 from iccache_sidecar.api.body_limit import BodyLimit
 from iccache_sidecar.api.http_errors import install_error_handlers
 from iccache_sidecar.api.http_state import HttpState
 from iccache_sidecar.api.replica import ReplicaHeader, replica_name
 from iccache_sidecar.core.errors import ErrorKind
+
+# The routes whose caller the authenticator names (the admin API checks its own key).
+AUTHENTICATED_PATHS = ("/v1/chat/completions", "/v1/completions", "/v1/feedback")
 
 
 def create_http_app(state: HttpState) -> FastAPI:
@@ -25,6 +29,14 @@ def create_http_app(state: HttpState) -> FastAPI:
         timeout=server.body_timeout_seconds,
         on_reject=errors.labels(ErrorKind.TOO_LARGE.value).inc,
         on_timeout=errors.labels(ErrorKind.SLOW_CLIENT.value).inc,
+    )
+    # Added after the body limit, so it runs before it: nobody unauthenticated gets a
+    # body read.
+    app.add_middleware(
+        AuthenticateFirst,
+        authenticate=state.auth.caller,
+        paths=AUTHENTICATED_PATHS,
+        on_refused=lambda kind: errors.labels(kind.value).inc(),
     )
     app.add_middleware(ReplicaHeader, replica=replica_name())
     install_error_handlers(app)

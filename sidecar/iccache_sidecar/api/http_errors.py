@@ -67,12 +67,17 @@ def _count(request: Request, kind: ErrorKind) -> None:
     get_state(request).service.metrics.errors.labels(kind.value).inc()
 
 
-async def on_iccache_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, IccacheError)  # registered for this class only
-    _count(request, exc.kind)
+def error_for(exc: IccacheError) -> Response:
+    """The OpenAI-shaped response of one of the router's errors."""
     code = ERROR_CODE.get(exc.kind, exc.kind.value)
     status = exc.http_status or HTTP_STATUS[exc.kind]
     return error_response(status, exc.message, code, exc.param, exc.retry_after)
+
+
+async def on_iccache_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, IccacheError)  # registered for this class only
+    _count(request, exc.kind)
+    return error_for(exc)
 
 
 async def on_http_exception(request: Request, exc: Exception) -> Response:
