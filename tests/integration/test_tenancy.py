@@ -223,6 +223,9 @@ async def test_grpc_names_the_tenant_by_key(keyed: Keyed, embedder: Any) -> None
             await stub.Generate(ask)
         assert missing.value.code() is grpc.StatusCode.UNAUTHENTICATED
         assert "missing API key" in (missing.value.details() or "")
+        with pytest.raises(grpc.aio.AioRpcError) as stats:  # the load is not public either
+            await stub.Stats(pb.StatsRequest())
+        assert stats.value.code() is grpc.StatusCode.UNAUTHENTICATED
         meta = (("authorization", f"Bearer {KEYS['globex']}"),)
         with pytest.raises(grpc.aio.AioRpcError) as claimed:  # the field is not believed
             await stub.Generate(ask, metadata=meta)

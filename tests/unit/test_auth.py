@@ -10,6 +10,7 @@ import yaml
 from starlette.datastructures import Headers
 
 from iccache_contract.settings import RouterSettings, TenancySettings, TenantLimits
+from iccache_sidecar.api.admin import admin_key
 from iccache_sidecar.api.auth import Authenticator, Caller, KeyRing, key_digest
 from iccache_sidecar.api.intake import build_request, chat_messages
 from iccache_sidecar.api.openai_schema import ChatCompletionRequest
@@ -143,3 +144,36 @@ def test_a_key_limited_to_some_models_cannot_force_another() -> None:
     assert ask().force is None
     with pytest.raises(PermissionDenied, match="may not use model 'large-m'"):
         ask(force_model="large")
+
+
+def test_a_broken_keys_file_never_shows_a_key(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    secret = "icc-a-key-that-must-never-be-logged-01"
+    path = tmp_path / "keys.yaml"
+    path.write_text(yaml.safe_dump({"keys": [{"tenant": "bad tenant", "key": secret}]}))
+    with pytest.raises(ValueError, match=r"keys\.0\.tenant") as failed:
+        KeyRing(path)
+    assert secret not in str(failed.value)
+    keys_file(path)
+    ring = KeyRing(path)
+    path.write_text(yaml.safe_dump({"keys": [{"tenant": "acme", "key": secret, "oops": 1}]}))
+    os.utime(path, ns=(2, 2))
+    with caplog.at_level("ERROR"):
+        ring.reload()
+    assert "keys.0.oops" in caplog.text
+    assert secret not in caplog.text
+    path.write_text(f"keys: [{{tenant: acme, key: {secret}")  # not YAML
+    os.utime(path, ns=(3, 3))
+    with caplog.at_level("ERROR"):
+        ring.reload()
+    assert "not YAML" in caplog.text
+    assert secret not in caplog.text
+
+
+def test_a_short_admin_key_stops_the_router(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ADMIN", "hunter2")
+    with pytest.raises(ValueError, match="has 7 characters: it needs at least 16"):
+        admin_key(TenancySettings(admin_key_env="ADMIN"))
+    monkeypatch.setenv("ADMIN", "x" * 16)
+    assert admin_key(TenancySettings(admin_key_env="ADMIN")) == "x" * 16

@@ -41,9 +41,21 @@ class ForgetOut(BaseModel):
     dry_run: bool
 
 
+# As long as an API key must be: a short admin key is guessed, and can delete any data.
+MIN_ADMIN_KEY = 16
+
+
 def admin_key(tenancy: TenancySettings) -> str:
-    """The configured admin key, or empty (the admin API is off)."""
-    return os.environ.get(tenancy.admin_key_env, "") if tenancy.admin_key_env else ""
+    """The configured admin key, or empty (the admin API is off). A key shorter than
+    ``MIN_ADMIN_KEY`` characters stops the router at start."""
+    key = os.environ.get(tenancy.admin_key_env, "") if tenancy.admin_key_env else ""
+    if key and len(key) < MIN_ADMIN_KEY:
+        raise ValueError(
+            f"the admin key in ${tenancy.admin_key_env} has {len(key)} characters: it needs "
+            f"at least {MIN_ADMIN_KEY} (e.g. python -c 'import secrets; "
+            "print(secrets.token_urlsafe(24))')"
+        )
+    return key
 
 
 def check_admin(state: HttpState, request: Request) -> str:

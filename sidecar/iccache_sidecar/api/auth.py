@@ -57,9 +57,10 @@ class KeyRing:
                 return
             parsed = KeysFile.model_validate(yaml.safe_load(self.path.read_text()) or {})
         except (OSError, ValueError, ValidationError, yaml.YAMLError) as exc:
+            why = _without_values(exc)
             if strict:
-                raise ValueError(f"keys file {self.path}: {exc}") from exc
-            log.error("keys file %s unreadable, keeping the previous keys: %s", self.path, exc)
+                raise ValueError(f"keys file {self.path}: {why}") from None
+            log.error("keys file %s unreadable, keeping the previous keys: %s", self.path, why)
             return
         self._by_digest = {k.sha256 or key_digest(k.key or ""): k for k in parsed.keys}
         self._seen = seen
@@ -72,6 +73,23 @@ class KeyRing:
             self._checked = now
             self.reload()
         return self._by_digest.get(key_digest(key))
+
+
+def _without_values(exc: Exception) -> str:
+    """What is wrong with a keys file, never what it holds: a validation error names the
+    field and the rule (its usual text quotes the input, which may be a key), a YAML
+    error its position."""
+    if isinstance(exc, ValidationError):
+        return "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'file'}: {e['msg']}"
+            for e in exc.errors(include_input=False, include_url=False)
+        )
+    if isinstance(exc, yaml.MarkedYAMLError) and exc.problem_mark is not None:
+        mark = exc.problem_mark
+        return f"not YAML ({exc.problem} at line {mark.line + 1}, column {mark.column + 1})"
+    if isinstance(exc, yaml.YAMLError):
+        return "not YAML"
+    return type(exc).__name__ if not isinstance(exc, OSError) else str(exc)
 
 
 class Authenticator:

@@ -135,6 +135,7 @@ class RouterServicer(pb_grpc.RouterServicer):
         return pb.FeedbackResponse(accepted=True)
 
     async def Stats(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        self.auth.caller(metadata(context))  # the router's load is not for anyone to read
         s = self.service
         small, large = s.metrics.routed
         exact = s.metrics.exact_served
