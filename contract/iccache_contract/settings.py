@@ -192,6 +192,15 @@ class RoutingSettings(_Section):
     load_relief: float = Field(
         default=0.3, ge=0, le=1, description="How far the quality bar drops at full load"
     )
+    reuse_similarity: float | None = Field(
+        default=None,
+        gt=0,
+        le=1,
+        description="Answer with the nearest cached answer, no model, when its question is "
+        "at least this similar (cosine; a plain semantic cache's rule). None: off. Measure "
+        "it on your traffic first (iccache bench): it is only as safe as your near "
+        "duplicates are true duplicates",
+    )
     quality: QualitySettings = Field(default_factory=QualitySettings)
 
 

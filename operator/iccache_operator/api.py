@@ -343,6 +343,13 @@ class RoutingSpec(_Obj):
     load_relief: float = Field(
         default=0.3, ge=0, le=1, description="How far the quality bar drops at full load"
     )
+    reuse_similarity: float | None = Field(
+        default=None,
+        gt=0,
+        le=1,
+        description="Answer with the nearest cached answer, no model, at this similarity or "
+        "above (off when unset; measure it on your traffic first)",
+    )
     quality: QualitySpec = Field(default_factory=QualitySpec)
 
 

@@ -185,3 +185,28 @@ async def test_tenant_overrides_set_the_ttl_and_cap_the_examples() -> None:
     await s.service.drain()
     assert len(s.index.rows) == 2  # the capacity: no third example
     assert counter(s.metrics, "iccache_admissions_total", result="full") == 1
+
+
+async def test_reuse_answers_a_near_duplicate_from_the_cache_without_a_model() -> None:
+    s = stack(Route.SMALL, routing={"reuse_similarity": 0.9}, cache={"exact_match": False})
+    s.index.put("acme", "What is the capital of France?", "Paris.")
+    done = await s.service.complete(request("what is the capital of France"))
+    d = done.decision
+    assert done.text == "Paris."
+    assert (d.exact_hit, d.policy) == (True, "reuse")
+    assert "similarity 1.000 >= 0.9" in d.reason
+    assert s.small.seen == []
+    assert s.large.seen == []
+    # Not close enough, forced, or told to skip the cache: a model answers.
+    for req in (
+        request("What is the capital of Spain?"),
+        request("what is the capital of France", force=Route.LARGE),
+        request("what is the capital of France", skip_cache=True),
+    ):
+        assert not (await s.service.complete(req)).decision.exact_hit
+    # Off by default.
+    s = stack(Route.SMALL, cache={"exact_match": False})
+    s.index.put("acme", "What is the capital of France?", "Paris.")
+    assert not (
+        await s.service.complete(request("what is the capital of France"))
+    ).decision.exact_hit

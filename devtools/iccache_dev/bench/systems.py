@@ -78,6 +78,7 @@ def budgeted_by_verifier(max_loss: float) -> SystemSpec:
 # The large model begins every answer it is routed; an answer whose first 16 tokens it
 # is unsure of (least top-token log-probability below -2.0) goes to the small model.
 OPENING = {"enabled": True}
+SEMANTIC_THRESHOLD = 0.9  # the plain semantic cache's bar, and iccache's reuse bar
 
 SYSTEMS: dict[str, SystemSpec] = {
     s.name: s
@@ -118,6 +119,15 @@ SYSTEMS: dict[str, SystemSpec] = {
             feedback=True,
         ),
         SystemSpec(
+            "iccache-opening-reuse",
+            "router",
+            {
+                "routing": {"policy": "always-large", "reuse_similarity": SEMANTIC_THRESHOLD},
+                "opening": OPENING,
+            },
+            feedback=True,
+        ),
+        SystemSpec(
             "iccache-bandit-opening",
             "router",
             {"routing": {"policy": "bandit"}, "opening": OPENING},
@@ -125,7 +135,6 @@ SYSTEMS: dict[str, SystemSpec] = {
         ),
     )
 }
-SEMANTIC_THRESHOLD = 0.9
 
 
 @dataclass

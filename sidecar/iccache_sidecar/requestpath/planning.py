@@ -145,6 +145,12 @@ class Planner:
             vector = await self._embedded(decision, embedding)
             if vector is not None:
                 candidates = await self._retrieve(decision, vector)
+        if allowed.exact_hits and not req.skip_cache and req.force is None and candidates:
+            reused = self._reused(decision, candidates[0])
+            if reused is not None:
+                return Plan(
+                    decision, [], vector, candidates, exact_answer=reused, retrieval_text=text
+                )
 
         with self._stage("select"):
             usable = candidates if allowed.examples else []
@@ -208,6 +214,20 @@ class Planner:
         decision.policy, decision.reason = "exact-match", f"same prompt as example {hit.id}"
         decision.backend_model = hit.model
         return hit.response
+
+    def _reused(self, decision: Decision, nearest: Candidate) -> str | None:
+        """The nearest cached answer, when reuse is on and it is close enough."""
+        bar = self.settings.routing.reuse_similarity
+        if bar is None or nearest.similarity < bar:
+            return None
+        decision.exact_hit = True
+        decision.policy = "reuse"
+        decision.reason = (
+            f"nearest cached answer reused: example {nearest.id}, similarity "
+            f"{nearest.similarity:.3f} >= {bar:g}"
+        )
+        decision.backend_model = "cache"
+        return nearest.response
 
     async def _embedding(self, text: str) -> Vector:
         if self.embedder is None:
