@@ -38,6 +38,7 @@ from tqdm import tqdm
 from iccache_contract.settings import BackendSettings, OpeningSettings, VerifierSettings
 from iccache_dev.bench.calibrate import Pair
 from iccache_dev.bench.prepare import STYLES, AnswerStyle
+from iccache_dev.bench.systems import SEMANTIC_THRESHOLD
 from iccache_sidecar.backends.client import Backend
 from iccache_sidecar.backends.verifier import LogprobVerifier
 from iccache_sidecar.core.domain import (
@@ -476,8 +477,8 @@ def cascade(outcomes: Path, scores: Path) -> str:
     rng = np.random.default_rng(11)
     n = len(rows)
 
-    def line(name: str, kept: np.ndarray) -> str:
-        diff = (small - large) * kept
+    def line(name: str, kept: np.ndarray, answer: np.ndarray = small) -> str:
+        diff = (answer - large) * kept
         half = 1.96 * diff.std(ddof=1) / np.sqrt(n)
         chance = np.mean(
             [((small - large) * (rng.random(n) < kept.mean())).mean() for _ in range(200)]
@@ -518,4 +519,27 @@ def cascade(outcomes: Path, scores: Path) -> str:
     for bar in OPENING_BARS:
         handed = (confidence < bar) & ~ended  # NaN compares False: kept
         out.append(line(f"large unsure of its opening (< {bar})", handed.astype(float)))
+    # With reuse (routing.reuse_similarity) first: where the run's plain semantic cache
+    # answered from the cache (its bar is the reuse bar), its recorded answer counts.
+    cached = {
+        r["question"]: bool(r["correct"])
+        for r in records
+        if r["system"] == "semantic-cache" and r["route"] == "cache"
+    }
+    if any(r["system"] == "semantic-cache" for r in records):
+        reused = np.array([r["question"] in cached for r in rows])
+        answer = np.where(reused, [cached.get(r["question"], False) for r in rows], small)
+        out += [
+            "",
+            f"With reuse first (the nearest cached answer at similarity >= "
+            f"{SEMANTIC_THRESHOLD}: {100 * reused.mean():.1f}% of these drafts' requests, "
+            "the semantic cache's recorded answers), then opening routing:",
+            "",
+            "| rule | offload | vs large-only | random offload of the same share |",
+            "|---|---:|---|---:|",
+            line("reuse only", reused.astype(float), answer),
+        ]
+        for bar in OPENING_BARS:
+            handed = reused | ((confidence < bar) & ~ended)
+            out.append(line(f"reuse, then opening (< {bar})", handed.astype(float), answer))
     return "\n".join(out) + "\n"
