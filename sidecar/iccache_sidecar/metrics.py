@@ -22,11 +22,18 @@ def merged_registry() -> CollectorRegistry | None:
     return registry
 
 
+# Tenants named in metric labels, per process: a gateway can name any number of tenants,
+# and every label value is a series Prometheus keeps. Later ones are counted as "other".
+MAX_TENANT_LABELS = 100
+OTHER_TENANTS = "other"
+
+
 class Metrics:
     """Gauges say how several workers' values combine (``multiprocess_mode``); it only
     matters when they write to a shared folder."""
 
     def __init__(self) -> None:
+        self._tenants: set[str] = set()
         r = self.registry = CollectorRegistry()
         self.requests = Counter(
             "iccache_requests",
@@ -242,6 +249,16 @@ class Metrics:
         self._small = 0
         self._large = 0
         self.exact_served = 0
+
+    def tenant_label(self, tenant: str) -> str:
+        """The tenant as a label value: itself for the first ``MAX_TENANT_LABELS``
+        tenants seen, then ``other``."""
+        if tenant in self._tenants:
+            return tenant
+        if len(self._tenants) >= MAX_TENANT_LABELS:
+            return OTHER_TENANTS
+        self._tenants.add(tenant)
+        return tenant
 
     def count_exact(self) -> None:
         self.exact_served += 1

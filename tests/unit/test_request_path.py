@@ -9,6 +9,7 @@ from requestpath_fakes import counter, request, stack
 
 from iccache_sidecar.core.domain import Decision, Delta, Route
 from iccache_sidecar.core.errors import BackendUnavailable, UnknownRequest
+from iccache_sidecar.metrics import MAX_TENANT_LABELS
 
 
 async def test_exact_hit_answers_from_the_cache_without_a_model() -> None:
@@ -210,3 +211,19 @@ async def test_reuse_answers_a_near_duplicate_from_the_cache_without_a_model() -
     assert not (
         await s.service.complete(request("what is the capital of France"))
     ).decision.exact_hit
+
+
+async def test_tenant_labels_in_metrics_are_bounded() -> None:
+    """A gateway may name any number of tenants; Prometheus keeps a series per label."""
+    s = stack(Route.LARGE)
+    for i in range(MAX_TENANT_LABELS + 20):
+        await s.service.complete(request("What is the capital of France?", tenant=f"t{i}"))
+    samples = [
+        x
+        for m in s.metrics.registry.collect()
+        if m.name == "iccache_requests"
+        for x in m.samples
+        if x.name == "iccache_requests_total"
+    ]
+    assert len({x.labels["tenant"] for x in samples}) == MAX_TENANT_LABELS + 1
+    assert counter(s.metrics, "iccache_requests_total", route="large", tenant="other") == 20

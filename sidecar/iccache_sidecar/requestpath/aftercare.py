@@ -74,7 +74,7 @@ class Aftercare:
     def exact_served(self, plan: Plan, req: RouterRequest, answer: str) -> Completion:
         """Count an exact hit (the large call it avoided is saved cost)."""
         self.metrics.count_exact()
-        self.metrics.requests.labels("exact", plan.decision.tenant).inc()
+        self.metrics.requests.labels("exact", self.metrics.tenant_label(plan.decision.tenant)).inc()
         large = self.backends[Route.LARGE].settings
         avoided = prompt_tokens(req.messages) + estimate_tokens(answer)
         self.metrics.cost_saved.inc(avoided * large.cost_per_token)
@@ -85,7 +85,7 @@ class Aftercare:
         """Count a model's answer and start the work that learns from it."""
         d = plan.decision
         route = d.route.value
-        self.metrics.requests.labels(route, d.tenant).inc()
+        self.metrics.requests.labels(route, self.metrics.tenant_label(d.tenant)).inc()
         self.metrics.count_route(route)
         self.metrics.tokens.labels(route, "prompt").inc(usage.prompt_tokens)
         self.metrics.tokens.labels(route, "completion").inc(usage.completion_tokens)
