@@ -30,7 +30,7 @@ from iccache_sidecar.core.domain import (
     Usage,
     Vector,
 )
-from iccache_sidecar.core.errors import BackendUnavailable, DependencyDown
+from iccache_sidecar.core.errors import BackendUnavailable, ContextTooLong, DependencyDown
 from iccache_sidecar.core.load import LoadTracker
 from iccache_sidecar.core.prompting import normalise_prompt
 from iccache_sidecar.core.verification import DraftScore, Verified
@@ -171,6 +171,7 @@ class FakeBackend:
         self.load = LoadTracker(settings.max_in_flight)
         self.answer = answer
         self.fail_before = False  # raise before any output
+        self.too_long = False  # refuse the prompt as longer than its context (a 400)
         self.fail_after: int | None = None  # streamed: raise after this many deltas
         self.seen: list[list[ChatMessage]] = []
         self.params: list[GenerationParams] = []  # of streamed calls
@@ -181,13 +182,18 @@ class FakeBackend:
     def model(self) -> str:
         return self.settings.model
 
+    def _refuse(self) -> None:
+        if self.too_long:
+            raise ContextTooLong(f"the {self.route.value} model rejected the prompt: too long")
+        if self.fail_before:
+            raise self._down()
+
     def _down(self) -> BackendUnavailable:
         return BackendUnavailable(f"the {self.route.value} model is unavailable (stand-in)")
 
     async def complete(self, messages: Sequence[ChatMessage], params: GenerationParams) -> Reply:
         self.seen.append(list(messages))
-        if self.fail_before:
-            raise self._down()
+        self._refuse()
         return Reply(self.answer, "stop", Usage(10, len(self.answer.split())))
 
     async def stream(
@@ -195,8 +201,7 @@ class FakeBackend:
     ) -> AsyncIterator[Delta]:
         self.seen.append(list(messages))
         self.params.append(params)
-        if self.fail_before:
-            raise self._down()
+        self._refuse()
         words = self.answer.split()
         sent = 0
         try:

@@ -7,8 +7,8 @@ from __future__ import annotations
 import pytest
 from requestpath_fakes import counter, request, stack
 
-from iccache_sidecar.core.domain import Decision, Delta, Route
-from iccache_sidecar.core.errors import BackendUnavailable, UnknownRequest
+from iccache_sidecar.core.domain import Decision, Delta, Route, estimate_tokens
+from iccache_sidecar.core.errors import BackendUnavailable, ContextTooLong, UnknownRequest
 from iccache_sidecar.metrics import MAX_TENANT_LABELS
 
 
@@ -227,3 +227,29 @@ async def test_tenant_labels_in_metrics_are_bounded() -> None:
     ]
     assert len({x.labels["tenant"] for x in samples}) == MAX_TENANT_LABELS + 1
     assert counter(s.metrics, "iccache_requests_total", route="large", tenant="other") == 20
+
+
+def test_the_token_estimate_counts_other_scripts_as_tokenizers_do() -> None:
+    """Byte counting made 12 CJK characters 9 tokens; SmolLM2's tokenizer makes 22."""
+    assert estimate_tokens("Hello world, how are you?") == 7  # ASCII: about 4 a token
+    assert estimate_tokens("日本の首都はどこですか\uff1f") == 18  # ends in a full-width "?"
+    assert estimate_tokens("👍🎉") == 6
+    assert estimate_tokens("Привет, как дела?") == 11
+
+
+async def test_a_prompt_the_small_model_finds_too_long_is_answered_by_the_large_one() -> None:
+    s = stack(Route.SMALL)
+    s.index.put("acme", "What is the capital of France?", "Paris.")
+    s.small.too_long = True
+    done = await s.service.complete(request("Which city is the capital of France?"))
+    assert done.text == "large answer"
+    assert done.decision.fell_back
+    assert done.decision.examples == []  # the large model gets the plain request
+    assert [m.content for m in s.large.seen[0]] == ["Which city is the capital of France?"]
+    events = [e async for e in s.service.stream(request("Which city is France's capital?"))]
+    assert "".join(e.text for e in events if isinstance(e, Delta)) == "large answer"
+    # The large model's own refusal is the client's error: nowhere left to go.
+    s = stack(Route.LARGE)
+    s.large.too_long = True
+    with pytest.raises(ContextTooLong):
+        await s.service.complete(request("Which city is the capital of France?"))

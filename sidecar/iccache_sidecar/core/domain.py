@@ -239,5 +239,16 @@ class Completion:
 
 
 def estimate_tokens(text: str) -> int:
-    """Rough token count (about 4 bytes a token for English BPE vocabularies)."""
-    return max(1, math.ceil(len(text.encode()) / 4))
+    """Rough token count: about 4 characters a token for ASCII text, and more for other
+    scripts, weighted by what an English-centric vocabulary makes of them (SmolLM2's:
+    about 0.75 a token per Cyrillic or accented letter, 1.5-2 per CJK character, 3 per
+    emoji). Counting bytes, as before, made three or four CJK characters one token and
+    passed prompts a small model's context cannot hold; larger vocabularies (Qwen's)
+    take fewer, so this errs on the high side for them."""
+    weight = 0.0
+    for c in text:
+        point = ord(c)
+        weight += (
+            0.25 if point < 0x80 else 0.75 if point < 0x800 else 1.5 if point < 0x10000 else 3.0
+        )
+    return max(1, math.ceil(weight))

@@ -18,7 +18,7 @@ from iccache_sidecar.core.domain import (
     RouterRequest,
     Usage,
 )
-from iccache_sidecar.core.errors import BackendTimeout, BackendUnavailable
+from iccache_sidecar.core.errors import BackendTimeout, BackendUnavailable, ContextTooLong
 from iccache_sidecar.core.prompting import with_examples
 from iccache_sidecar.metrics import Metrics
 from iccache_sidecar.requestpath.fitting import fit_examples, fits
@@ -67,6 +67,13 @@ class Generator:
                     yield delta
             except (BackendUnavailable, BackendTimeout):
                 if sent or attempt == 1 or not self.fall_over(plan, req):
+                    raise
+                continue
+            except ContextTooLong:
+                # The small model's context did not hold the prompt with its examples
+                # (the router's estimate was low): the large one gets it without them.
+                small = plan.decision.route is Route.SMALL
+                if sent or attempt == 1 or not small or not self.fall_over(plan, req):
                     raise
                 continue
             self.metrics.backend_seconds.labels(backend.route.value).observe(
