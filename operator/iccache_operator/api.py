@@ -601,3 +601,8 @@ class InContextCacheStatus(_Obj):
     large: ModelStatus = Field(default_factory=ModelStatus)
     replay: ReplayStatus = Field(default_factory=ReplayStatus)
     quality: QualityStatus | None = None
+    retained: list[str] = Field(
+        default_factory=list,
+        description="What the operator no longer uses but kept because it holds data "
+        "(a dropped managed Redis's claim), for you to delete",
+    )

@@ -19,9 +19,17 @@ from pydantic import ValidationError
 
 from iccache_operator import api
 from iccache_operator.children import replay, router
-from iccache_operator.children.common import Owner, SpecError
+from iccache_operator.children.common import MANAGER, Owner, SpecError
 from iccache_operator.kube import Kube, KubeError
-from iccache_operator.plan import plan, referenced_claims, referenced_secrets
+from iccache_operator.plan import (
+    PRUNED_KINDS,
+    Plan,
+    plan,
+    referenced_claims,
+    referenced_secrets,
+    retained_claims,
+    unplanned,
+)
 from iccache_operator.quality import read_reports, running_addresses
 from iccache_operator.status import (
     Observed,
@@ -97,6 +105,13 @@ async def reconcile(
                 logger.info("created %s %s", manifest["kind"], manifest["metadata"]["name"])
         for manifest in wanted.apply:
             await kube.apply(manifest)
+        await _prune(kube, owner, wanted, logger)
+        retained = [
+            f"PersistentVolumeClaim {claim}: the managed Redis's data, kept when the cache "
+            "became external (delete it to free its volume)"
+            for claim in retained_claims(owner, parsed)
+            if await kube.get("v1", "PersistentVolumeClaim", claim, owner.namespace)
+        ]
         observed = await _observe(kube, owner, parsed, problems)
     except (ApiException, DynamicApiError, KubeError) as exc:
         raise kopf.TemporaryError(f"Kubernetes API error, retrying: {exc}", delay=10) from exc
@@ -104,6 +119,19 @@ async def reconcile(
     conditions = compute_conditions(observed)
     _announce(body, old_conditions, conditions)
     _write_status(patch, old_conditions, conditions, generation, observed, owner, parsed)
+    patch.status["retained"] = retained
+
+
+async def _prune(kube: Kube, owner: Owner, wanted: Plan, logger: kopf.Logger) -> None:
+    """Delete the children this resource controls that its plan no longer has (a model
+    made external, a managed Redis switched to an external one). Claims and the Redis
+    password are never deleted: they hold data."""
+    labels = {"app.kubernetes.io/instance": owner.name, "app.kubernetes.io/managed-by": MANAGER}
+    for api_version, kind in PRUNED_KINDS:
+        found = await kube.list_objects(api_version, kind, owner.namespace, labels)
+        for name in unplanned(wanted, kind, found, owner.uid):
+            if await kube.delete(api_version, kind, name, owner.namespace):
+                logger.info("pruned %s %s: no longer in the spec", kind, name)
 
 
 async def _observe(

@@ -92,6 +92,17 @@ class Kube:
         )
         return list((found or {}).get("items") or [])
 
+    async def delete(self, api_version: str, kind: str, name: str, namespace: str) -> bool:
+        """Delete one object (its dependants in the background); False if it was gone."""
+        resource = await self._resource(api_version, kind)
+        try:
+            await self._dyn.delete(
+                resource, name=name, namespace=namespace, propagation_policy="Background"
+            )
+        except NotFoundError:
+            return False
+        return True
+
     async def secret_value(self, namespace: str, name: str, key: str) -> str | None:
         secret = await self.get("v1", "Secret", name, namespace)
         if secret is None or key not in (secret.get("data") or {}):

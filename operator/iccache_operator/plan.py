@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,6 +46,46 @@ def plan(owner: Owner, spec: api.InContextCacheSpec, sidecar_image: str) -> Plan
         replay.replay_cronjob(owner, spec, image, digest),
     ]
     return Plan(children, create_only, digest, settings_yaml)
+
+
+# Every kind of child the operator applies, as (apiVersion, kind): what pruning looks at.
+# Secrets are not among them: the one the operator makes is the managed Redis's
+# password, which stays with the Redis data (its claim) when Redis is dropped.
+PRUNED_KINDS = (
+    ("v1", "ServiceAccount"),
+    ("v1", "Service"),
+    ("v1", "ConfigMap"),
+    ("apps/v1", "Deployment"),
+    ("apps/v1", "StatefulSet"),
+    ("batch/v1", "CronJob"),
+    ("networking.k8s.io/v1", "NetworkPolicy"),
+)
+
+
+def unplanned(wanted: Plan, kind: str, found: Iterable[dict[str, Any]], uid: str) -> list[str]:
+    """Names of the children of one kind (found by this resource's labels) that this
+    resource controls and the plan no longer has: what to delete. An object of the same
+    name that another owner controls is never touched."""
+    planned = {
+        m["metadata"]["name"] for m in [*wanted.apply, *wanted.create_only] if m["kind"] == kind
+    }
+    out = []
+    for obj in found:
+        meta = obj.get("metadata") or {}
+        refs = meta.get("ownerReferences") or []
+        if not any(r.get("uid") == uid and r.get("controller") for r in refs):
+            continue
+        if meta.get("name") not in planned:
+            out.append(str(meta["name"]))
+    return sorted(out)
+
+
+def retained_claims(owner: Owner, spec: api.InContextCacheSpec) -> list[str]:
+    """The claims a managed Redis of this resource would have: kept (never pruned) when
+    the cache is switched to an external Redis, and named in the status."""
+    if spec.cache.mode == "managed":
+        return []
+    return [f"data-{owner.child('redis')}-0"]
 
 
 def referenced_secrets(spec: api.InContextCacheSpec) -> list[tuple[str, str, str]]:

@@ -226,3 +226,71 @@ def test_delete_during_a_reconcile_is_not_held_back(
             f"--timeout={HOLD_SECONDS * 4:.0f}s",
         )
     assert get(k, namespace, "icc", "demo") is None
+
+
+def test_what_a_changed_spec_no_longer_plans_is_pruned_and_data_is_kept(
+    crd_installed: LocalCluster, namespace: str, operator: ManagedProcess
+) -> None:
+    """Managed -> external, for the large model and for Redis: the model's Deployment
+    and Service, Redis's StatefulSet, Service and NetworkPolicy go; Redis's claim and
+    password stay (they hold data) and the status names the claim. An object with the
+    same labels that the resource does not control is left alone."""
+    k = crd_installed
+    k.bind_static_volume(namespace, "data-demo-redis-0")
+    k.bind_static_volume(namespace, "models", create_claim=True)
+    k.kubectl("apply", "-n", namespace, "-f", str(SAMPLES / "cpu-llamacpp.yaml"))
+    k.kubectl("wait", "-n", namespace, "--for=condition=Ready", "icc/demo", "--timeout=180s")
+    labels = {
+        "app.kubernetes.io/instance": "demo",
+        "app.kubernetes.io/managed-by": "iccache-operator",
+    }
+    stranger = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "demo-large", "namespace": namespace, "labels": labels},
+    }
+    k.kubectl("apply", "-f", "-", input=json.dumps(stranger))
+    dropped = [
+        ("deployment", "demo-large"),
+        ("service", "demo-large"),
+        ("statefulset", "demo-redis"),
+        ("service", "demo-redis"),
+        ("networkpolicy", "demo-redis"),
+    ]
+    for kind, name in dropped:
+        assert get(k, namespace, kind, name) is not None, (kind, name)
+    change = {
+        "spec": {
+            "models": {
+                "large": {
+                    "engine": "external",
+                    "endpoint": "http://llm.example.invalid:8000/v1",
+                    "source": None,
+                }
+            },
+            "cache": {
+                "mode": "external",
+                "external": {"url": "redis://redis.example.invalid:6379"},
+            },
+        }
+    }
+    k.kubectl("patch", "icc", "demo", "-n", namespace, "--type=merge", "-p", json.dumps(change))
+
+    def pruned() -> bool:
+        return all(get(k, namespace, kind, name) is None for kind, name in dropped)
+
+    wait_until(pruned, timeout=60, what="the children no longer planned to be deleted")
+    for kind, name in [
+        ("deployment", "demo-small"),
+        ("deployment", "demo-router"),
+        ("secret", "demo-redis-auth"),  # the password of the kept data
+        ("persistentvolumeclaim", "data-demo-redis-0"),
+        ("configmap", "demo-large"),  # not the resource's: left alone
+    ]:
+        assert get(k, namespace, kind, name) is not None, (kind, name)
+
+    def retained() -> list[str]:
+        return list(k.get_json("icc", "demo", "-n", namespace)["status"].get("retained") or [])
+
+    wait_until(lambda: bool(retained()), timeout=30, what="status.retained")
+    assert "PersistentVolumeClaim data-demo-redis-0" in retained()[0]

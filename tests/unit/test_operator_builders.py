@@ -13,7 +13,7 @@ import yaml
 from iccache_contract.settings import BackendSettings, RouterSettings
 from iccache_operator.api import InContextCacheSpec
 from iccache_operator.children.common import Owner, SpecError
-from iccache_operator.plan import plan, referenced_secrets
+from iccache_operator.plan import plan, referenced_secrets, retained_claims, unplanned
 from iccache_operator.status import (
     Observed,
     Replicas,
@@ -325,3 +325,33 @@ def test_api_keys_mode_mounts_the_keys_secret_and_renders_tenancy() -> None:
     assert tenancy.overrides["acme"].capacity == 1000
     refs = referenced_secrets(InContextCacheSpec.model_validate(spec))
     assert ("spec.tenancy.apiKeysSecretRef", "router-keys", "keys.yaml") in refs
+
+
+def test_pruning_deletes_only_unplanned_children_the_resource_controls() -> None:
+    owner = Owner("demo", "ns", "uid-1")
+    spec = InContextCacheSpec.model_validate(
+        {
+            "models": {
+                "small": {"engine": "llamacpp", "model": "s"},
+                "large": {"engine": "external", "model": "l", "endpoint": "http://l:8000/v1"},
+            },
+            "cache": {"mode": "external", "external": {"url": "redis://r:6379"}},
+        }
+    )
+    wanted = plan(owner, spec, "sidecar:1")
+
+    def found(name: str, uid: str | None = "uid-1", controller: bool = True) -> dict[str, object]:
+        refs = [{"uid": uid, "controller": controller}] if uid else []
+        return {"metadata": {"name": name, "ownerReferences": refs}}
+
+    deployments = [
+        found("demo-small"),  # planned: kept
+        found("demo-router"),
+        found("demo-large"),  # the model became external: deleted
+        found("demo-large-old", uid="uid-2"),  # another resource's: never
+        found("demo-odd", uid=None),  # nobody's: never
+        found("demo-weak", controller=False),  # owned but not controlled: never
+    ]
+    assert unplanned(wanted, "Deployment", deployments, "uid-1") == ["demo-large"]
+    assert unplanned(wanted, "StatefulSet", [found("demo-redis")], "uid-1") == ["demo-redis"]
+    assert retained_claims(owner, spec) == ["data-demo-redis-0"]
