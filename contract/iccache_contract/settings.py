@@ -236,12 +236,19 @@ class TenantLimits(_Section):
     tokens_per_minute: int | None = Field(
         default=None, ge=1, description="Prompt and completion tokens; None: unlimited"
     )
+    concurrent_requests: int | None = Field(
+        default=None,
+        ge=1,
+        description="Requests in hand at once, per router process (not shared by replicas), "
+        "so that one tenant cannot hold every slot; None: unlimited",
+    )
 
     def over(self, base: TenantLimits) -> TenantLimits:
         """These limits, each one that is unset taken from ``base``."""
         return TenantLimits(
             requests_per_minute=self.requests_per_minute or base.requests_per_minute,
             tokens_per_minute=self.tokens_per_minute or base.tokens_per_minute,
+            concurrent_requests=self.concurrent_requests or base.concurrent_requests,
         )
 
 

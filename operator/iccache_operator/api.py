@@ -415,6 +415,9 @@ class OpeningSpec(_Obj):
 class TenantLimitsSpec(_Obj):
     requests_per_minute: int | None = Field(default=None, ge=1, description="None: unlimited")
     tokens_per_minute: int | None = Field(default=None, ge=1, description="None: unlimited")
+    concurrent_requests: int | None = Field(
+        default=None, ge=1, description="In hand at once, per router pod; None: unlimited"
+    )
 
 
 class TenantOverrideSpec(TenantLimitsSpec):

@@ -7,8 +7,14 @@ from __future__ import annotations
 import pytest
 from requestpath_fakes import counter, request, stack
 
+from iccache_contract.settings import TenantLimits
 from iccache_sidecar.core.domain import Decision, Delta, Route, estimate_tokens
-from iccache_sidecar.core.errors import BackendUnavailable, ContextTooLong, UnknownRequest
+from iccache_sidecar.core.errors import (
+    BackendUnavailable,
+    ContextTooLong,
+    Overloaded,
+    UnknownRequest,
+)
 from iccache_sidecar.metrics import MAX_TENANT_LABELS
 
 
@@ -253,3 +259,17 @@ async def test_a_prompt_the_small_model_finds_too_long_is_answered_by_the_large_
     s.large.too_long = True
     with pytest.raises(ContextTooLong):
         await s.service.complete(request("Which city is the capital of France?"))
+
+
+async def test_one_tenant_cannot_hold_every_slot() -> None:
+    s = stack(Route.LARGE)
+    capped = TenantLimits(concurrent_requests=1)
+    held = s.service.stream(request("A long question?", limits=capped))
+    assert isinstance(await anext(held), Decision)  # in hand until the stream ends
+    with pytest.raises(Overloaded, match="tenant 'acme' has 1 requests in hand"):
+        await s.service.complete(request("Another question?", limits=capped))
+    other = await s.service.complete(request("Another question?", tenant="globex", limits=capped))
+    assert other.text == "large answer"
+    await held.aclose()
+    again = await s.service.complete(request("Another question?", limits=capped))
+    assert again.text == "large answer"

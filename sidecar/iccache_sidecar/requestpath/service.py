@@ -102,7 +102,7 @@ class RouterService:
         )
 
     async def complete(self, req: RouterRequest) -> Completion:
-        with self.in_flight.slot():
+        with self.in_flight.slot(req.tenant, _concurrent(req)):
             await self._within_limits(req)
             plan = await self.planner.plan(req)
             if plan.exact_answer is not None:
@@ -156,7 +156,7 @@ class RouterService:
         In verify mode with ``gate_streams``, a small answer is generated whole and
         checked before the first byte; then the answer that is returned (the small one,
         or the large one that replaced it) is sent in one piece."""
-        with self.in_flight.slot():
+        with self.in_flight.slot(req.tenant, _concurrent(req)):
             await self._within_limits(req)
             plan = await self.planner.plan(req)
             if plan.exact_answer is not None:
@@ -244,3 +244,7 @@ async def _collected(plan: Plan, deltas: AsyncIterator[Delta]) -> Reply:
     if usage is None or not (usage.prompt_tokens or usage.completion_tokens):
         usage = estimated_usage(plan, text)
     return Reply(text, finish or "stop", usage)
+
+
+def _concurrent(req: RouterRequest) -> int | None:
+    return req.limits.concurrent_requests if req.limits is not None else None
