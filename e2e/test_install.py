@@ -128,7 +128,10 @@ def test_install_reconcile_upgrade_serve_uninstall(
 
     assert can("patch", "incontextcaches.iccache.dev/status", "-n", watched)
     assert can("create", "deployments.apps", "-n", watched)
-    assert not can("delete", "deployments.apps", "-n", watched)
+    assert can("delete", "deployments.apps", "-n", watched)  # to prune what is unplanned
+    assert not can("delete", "secrets", "-n", watched)  # data is never pruned
+    assert not can("delete", "persistentvolumeclaims", "-n", watched)
+    assert not can("delete", "deployments.apps", "-n", release_ns)  # not watched
     assert not can("list", "secrets", "-n", watched)
     assert not can("get", "incontextcaches.iccache.dev", "-n", release_ns)  # not watched
     k.kubectl(
