@@ -240,9 +240,11 @@ def serve_from_rendered(settings_yaml: str, password: str, workdir: Path) -> lis
             with router:
                 router.wait_ready(ready, timeout=120)
                 answers = []
-                for question in (
-                    "What is the capital of France?",
-                    "What is the capital city of France?",
+                # The first question goes to the large model (forced: a fresh bandit may
+                # explore the small one, whose answers are not stored), the second is routed.
+                for question, force in (
+                    ("What is the capital of France?", {"force_model": "large"}),
+                    ("What is the capital city of France?", {}),
                 ):
                     r = httpx.post(
                         f"{base}/v1/chat/completions",
@@ -251,6 +253,7 @@ def serve_from_rendered(settings_yaml: str, password: str, workdir: Path) -> lis
                             "model": "iccache",
                             "max_tokens": 16,
                             "messages": [{"role": "user", "content": question}],
+                            "iccache": force,
                         },
                     )
                     assert r.status_code == 200, r.text
