@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from iccache_sidecar.core.passthrough import reveals_prompt, shaping_fields
+from iccache_sidecar.core.passthrough import shaping_fields
 
 # What the large model is asked for while its opening is read.
 ASK_LOGPROBS = {"logprobs": True, "top_logprobs": 1}
@@ -25,8 +25,9 @@ OpeningResult = Literal["sure", "unsure", "finished", "unscored"]
 
 def reads_opening(passthrough: Mapping[str, Any]) -> bool:
     """Whether a request may be decided on the large model's opening: not when a field
-    shapes the answer or what comes back (its answer must be the routed model's)."""
-    return not shaping_fields(passthrough) and not reveals_prompt(passthrough)
+    shapes the answer or what comes back, prompt-revealing ones included (its answer
+    must be the routed model's)."""
+    return not shaping_fields(passthrough)
 
 
 def top_logprobs(chunk: Mapping[str, Any]) -> list[float]:
