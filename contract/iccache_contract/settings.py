@@ -473,6 +473,39 @@ class OpeningSettings(_Section):
     )
 
 
+class ResponsesSettings(_Section):
+    """The Responses API (``POST /v1/responses``): how long stored responses are kept for
+    ``previous_response_id`` and ``GET /v1/responses/{id}``."""
+
+    store_ttl_seconds: int = Field(
+        default=30 * 86_400, ge=60, le=365 * 86_400, description="Kept this long (30 days)"
+    )
+
+
+class EmbeddingsApiSettings(_Section):
+    """``POST /v1/embeddings``: answered by the router's own embedding model
+    (``router``), passed to an OpenAI-compatible embeddings server (``backend``), or
+    not served (``off``: 404)."""
+
+    source: Literal["router", "backend", "off"] = "router"
+    model: str = Field(
+        default="all-MiniLM-L6-v2", min_length=1, description="The model name clients ask for"
+    )
+    base_url: str | None = Field(default=None, description="backend: its base URL ending in /v1")
+    backend_model: str | None = Field(
+        default=None, description="backend: the model name sent to it (default: model)"
+    )
+    api_key_env: str | None = Field(default=None, description="backend: its API key's variable")
+    timeout_seconds: float = Field(default=30.0, gt=0)
+    max_inputs: int = Field(default=256, ge=1, le=4096, description="Texts in one request")
+
+    @model_validator(mode="after")
+    def _backend_has_url(self) -> EmbeddingsApiSettings:
+        if self.source == "backend" and not self.base_url:
+            raise ValueError("embeddings_api.source 'backend' needs base_url")
+        return self
+
+
 class ReplaySettings(_Section):
     """The off-peak replay job (``iccache replay``); its flags override these."""
 
@@ -518,6 +551,8 @@ class RouterSettings(BaseSettings):
     judge: JudgeSettings = JudgeSettings()
     verifier: VerifierSettings = VerifierSettings()
     opening: OpeningSettings = OpeningSettings()
+    responses: ResponsesSettings = ResponsesSettings()
+    embeddings_api: EmbeddingsApiSettings = EmbeddingsApiSettings()
     replay: ReplaySettings = ReplaySettings()
 
     @model_validator(mode="after")

@@ -412,6 +412,37 @@ class OpeningSpec(_Obj):
     )
 
 
+class ResponsesSpec(_Obj):
+    """The Responses API's stored responses (for ``previous_response_id``)."""
+
+    store_ttl_seconds: int = Field(
+        default=30 * 86_400, ge=60, le=365 * 86_400, description="Kept this long (30 days)"
+    )
+
+
+class EmbeddingsSpec(_Obj):
+    """``POST /v1/embeddings`` on the router: its own embedding model (``router``), an
+    OpenAI-compatible embeddings server without a key (``backend``), or none (``off``)."""
+
+    source: Literal["router", "backend", "off"] = "router"
+    model: str = Field(
+        default="all-MiniLM-L6-v2", min_length=1, description="The model name clients ask for"
+    )
+    base_url: str | None = Field(default=None, description="backend: its base URL ending in /v1")
+    backend_model: str | None = Field(
+        default=None, description="backend: the model name sent to it (default: model)"
+    )
+
+    model_config = ConfigDict(
+        json_schema_extra=_rules(
+            (
+                "self.source != 'backend' || has(self.baseUrl)",
+                "embeddings.source backend needs baseUrl",
+            ),
+        )
+    )
+
+
 class TenantLimitsSpec(_Obj):
     requests_per_minute: int | None = Field(default=None, ge=1, description="None: unlimited")
     tokens_per_minute: int | None = Field(default=None, ge=1, description="None: unlimited")
@@ -544,6 +575,8 @@ class InContextCacheSpec(_Obj):
     routing: RoutingSpec = Field(default_factory=RoutingSpec)
     verifier: VerifierSpec = Field(default_factory=VerifierSpec)
     opening: OpeningSpec = Field(default_factory=OpeningSpec)
+    responses: ResponsesSpec = Field(default_factory=ResponsesSpec)
+    embeddings: EmbeddingsSpec = Field(default_factory=EmbeddingsSpec)
     router: RouterSpec = Field(default_factory=RouterSpec)
     replay: ReplaySpec = Field(default_factory=ReplaySpec)
     tenancy: TenancySpec = Field(default_factory=TenancySpec)

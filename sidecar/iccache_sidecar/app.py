@@ -31,12 +31,15 @@ from iccache_sidecar.api.http_state import HttpState
 from iccache_sidecar.api.replica import replica_name
 from iccache_sidecar.api.slow_clients import head_deadline_protocol
 from iccache_sidecar.backends.client import Backend
+from iccache_sidecar.backends.embeddings import EmbeddingsServer
 from iccache_sidecar.backends.judge import PairwiseJudge
 from iccache_sidecar.backends.verifier import LogprobVerifier
 from iccache_sidecar.core.domain import FEATURE_NAMES, Route
 from iccache_sidecar.core.errors import DependencyDown, ErrorKind
 from iccache_sidecar.embedding import BatchingEmbedder, Encoder, load_encoder
+from iccache_sidecar.embedding.serving import OwnEmbeddings
 from iccache_sidecar.metrics import Metrics
+from iccache_sidecar.requestpath.ports import EmbeddingsSource
 from iccache_sidecar.requestpath.service import RouterService
 from iccache_sidecar.requestpath.shadow import ShadowComparer
 from iccache_sidecar.requestpath.verification import DraftCheck
@@ -47,6 +50,7 @@ from iccache_sidecar.storage.examples import ExampleStore, RedisBanditStore
 from iccache_sidecar.storage.loadboard import REPORT_SECONDS, LoadBoard
 from iccache_sidecar.storage.quality_store import RedisOutcomeStore
 from iccache_sidecar.storage.ratelimit import RateLimiter
+from iccache_sidecar.storage.responses import ResponseStore
 
 log = logging.getLogger(__name__)
 
@@ -93,9 +97,13 @@ class Parts:
     board: LoadBoard
     status: dict[str, bool]
     auth: Authenticator
+    responses: ResponseStore | None = None
+    embeddings: EmbeddingsSource | None = None
 
     async def close(self) -> None:
         await self.service.drain()
+        if self.embeddings is not None:
+            await self.embeddings.close()
         await self.embedder.stop()
         for backend in self.backends.values():
             await backend.close()
@@ -176,7 +184,21 @@ async def build(settings: RouterSettings, encoder: Encoder | None = None) -> Par
         board,
         status,
         auth,
+        responses=ResponseStore(client, layout, settings.responses.store_ttl_seconds),
+        embeddings=embeddings_source(settings, embedder),
     )
+
+
+def embeddings_source(
+    settings: RouterSettings, embedder: BatchingEmbedder
+) -> EmbeddingsSource | None:
+    """What answers ``POST /v1/embeddings`` (None: it answers 404)."""
+    api = settings.embeddings_api
+    if api.source == "router":
+        return OwnEmbeddings(embedder, api.model)
+    if api.source == "backend":
+        return EmbeddingsServer(api)
+    return None
 
 
 async def report_load(parts: Parts, replica: str) -> None:
@@ -223,6 +245,8 @@ async def serving(parts: Parts) -> AsyncIterator[Runtime]:
             status=parts.status,
             store=parts.store,
             admin_key=admin_key(parts.settings.tenancy),
+            responses=parts.responses,
+            embeddings=parts.embeddings,
         )
     )
     shared = server.workers > 1  # other workers of this pod listen on the same ports

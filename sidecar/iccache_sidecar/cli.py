@@ -135,6 +135,7 @@ def _forget(args: argparse.Namespace, argv: list[str]) -> int:
     from iccache_sidecar.core.errors import IccacheError
     from iccache_sidecar.storage.connect import example_store
     from iccache_sidecar.storage.forget import forget
+    from iccache_sidecar.storage.responses import ResponseStore
 
     logging.basicConfig(level="INFO", format=LOG_FORMAT)
     try:
@@ -145,18 +146,25 @@ def _forget(args: argparse.Namespace, argv: list[str]) -> int:
 
     async def run() -> int:
         store = example_store(settings)
+        who = f"cli:{getpass.getuser()}"
+        responses = 0
         try:
             done = await forget(
                 store,
-                who=f"cli:{getpass.getuser()}",
+                who=who,
                 tenant=args.tenant,
                 request_id=args.request_id,
                 dry_run=args.dry_run,
             )
+            if args.tenant is not None:
+                kept = ResponseStore(
+                    store.client, store.layout, settings.responses.store_ttl_seconds
+                )
+                responses = await kept.forget_tenant(args.tenant, who=who, dry_run=args.dry_run)
         finally:
             await store.client.aclose()
         verb = "would delete" if done.dry_run else "deleted"
-        print(f"{verb} {done.examples} example(s)")
+        print(f"{verb} {done.examples} example(s) and {responses} stored response(s)")
         return 0
 
     try:

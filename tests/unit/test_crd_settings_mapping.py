@@ -14,17 +14,21 @@ import yaml
 from pydantic import BaseModel
 
 from iccache_contract.settings import (
+    EmbeddingsApiSettings,
     IneligibleSettings,
     QualitySettings,
+    ResponsesSettings,
     RetrievalSettings,
     RoutingSettings,
     ServerSettings,
 )
 from iccache_operator.api import (
     SERVER_FIELDS,
+    EmbeddingsSpec,
     InContextCacheSpec,
     IneligibleSpec,
     QualitySpec,
+    ResponsesSpec,
     RetrievalSpec,
     RouterSpec,
     RoutingSpec,
@@ -39,6 +43,7 @@ PAIRS = [
     ("routing", RoutingSpec, RoutingSettings),
     ("routing.quality", QualitySpec, QualitySettings),
     ("cache.ineligible", IneligibleSpec, IneligibleSettings),
+    ("responses", ResponsesSpec, ResponsesSettings),
 ]
 
 
@@ -114,3 +119,18 @@ def test_router_server_fields_default_like_the_settings() -> None:
 )
 def test_every_router_limit_the_crd_admits_renders_valid_settings(field: str, value: Any) -> None:
     assert getattr(rendered_server({field: value}), API_NAMES[field]) == value
+
+
+def test_the_embeddings_route_maps_onto_the_routers_settings() -> None:
+    spec = yaml.safe_load(SAMPLE.read_text())["spec"]
+    assert router_settings(OWNER, InContextCacheSpec.model_validate(spec)).embeddings_api == (
+        EmbeddingsApiSettings()
+    )
+    assert set(EmbeddingsSpec.model_fields) <= set(EmbeddingsApiSettings.model_fields)
+    spec["embeddings"] = {"source": "backend", "baseUrl": "http://tei:80/v1", "backendModel": "e5"}
+    rendered = router_settings(OWNER, InContextCacheSpec.model_validate(spec)).embeddings_api
+    assert (rendered.source, rendered.base_url, rendered.backend_model) == (
+        "backend",
+        "http://tei:80/v1",
+        "e5",
+    )

@@ -71,6 +71,8 @@ def router_settings(owner: Owner, spec: api.InContextCacheSpec) -> RouterSetting
             "routing": g.model_dump(),
             "verifier": spec.verifier.model_dump(),
             "opening": spec.opening.model_dump(),
+            "responses": spec.responses.model_dump(),
+            "embeddings_api": spec.embeddings.model_dump(),
             "cache": {
                 "store_small": cache.store_small,
                 "dedupe_similarity": cache.dedupe_similarity,

@@ -38,6 +38,9 @@ class ForgetIn(BaseModel):
 
 class ForgetOut(BaseModel):
     examples: int = Field(description="Examples deleted (with dry_run: that would be)")
+    responses: int = Field(
+        default=0, description="A tenant's stored Responses API responses deleted (or counted)"
+    )
     dry_run: bool
 
 
@@ -79,4 +82,7 @@ async def forget_route(body: ForgetIn, request: Request, state: State) -> Forget
     done = await forget(
         state.store, who=who, tenant=body.tenant, request_id=body.request_id, dry_run=body.dry_run
     )
-    return ForgetOut(examples=done.examples, dry_run=done.dry_run)
+    responses = 0
+    if body.tenant is not None and state.responses is not None:
+        responses = await state.responses.forget_tenant(body.tenant, who=who, dry_run=body.dry_run)
+    return ForgetOut(examples=done.examples, responses=responses, dry_run=done.dry_run)

@@ -6,7 +6,14 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from iccache_sidecar.api import admin, completions_http, feedback_http, health_http
+from iccache_sidecar.api import (
+    admin,
+    completions_http,
+    embeddings_http,
+    feedback_http,
+    health_http,
+    responses_http,
+)
 from iccache_sidecar.api.auth_first import AuthenticateFirst
 from iccache_sidecar.api.body_limit import BodyLimit
 from iccache_sidecar.api.http_errors import install_error_handlers
@@ -15,7 +22,13 @@ from iccache_sidecar.api.replica import ReplicaHeader, replica_name
 from iccache_sidecar.core.errors import ErrorKind
 
 # The routes whose caller the authenticator names (the admin API checks its own key).
-AUTHENTICATED_PATHS = ("/v1/chat/completions", "/v1/completions", "/v1/feedback")
+AUTHENTICATED_PATHS = (
+    "/v1/chat/completions",
+    "/v1/completions",
+    "/v1/feedback",
+    "/v1/responses",
+    "/v1/embeddings",
+)
 
 
 def create_http_app(state: HttpState) -> FastAPI:
@@ -40,6 +53,13 @@ def create_http_app(state: HttpState) -> FastAPI:
     )
     app.add_middleware(ReplicaHeader, replica=replica_name())
     install_error_handlers(app)
-    for module in (completions_http, feedback_http, admin, health_http):
+    for module in (
+        completions_http,
+        responses_http,
+        embeddings_http,
+        feedback_http,
+        admin,
+        health_http,
+    ):
         app.include_router(module.router)
     return app

@@ -11,8 +11,10 @@ from fastapi import Depends, Request
 
 from iccache_sidecar.api.auth import Authenticator
 from iccache_sidecar.core.domain import Route
+from iccache_sidecar.requestpath.ports import EmbeddingsSource
 from iccache_sidecar.requestpath.service import RouterService
 from iccache_sidecar.storage.examples import ExampleStore
+from iccache_sidecar.storage.responses import ResponseStore
 
 
 @dataclass
@@ -22,6 +24,8 @@ class HttpState:
     status: dict[str, bool] = field(default_factory=dict)  # started, index (readiness)
     store: ExampleStore | None = None  # for the admin API; None: no cache
     admin_key: str = ""  # empty: the admin API answers 404
+    responses: ResponseStore | None = None  # stored Responses API responses; None: none
+    embeddings: EmbeddingsSource | None = None  # POST /v1/embeddings; None: answers 404
 
     @property
     def public_model(self) -> str:

@@ -252,3 +252,11 @@ def estimate_tokens(text: str) -> int:
             0.25 if point < 0x80 else 0.75 if point < 0x800 else 1.5 if point < 0x10000 else 3.0
         )
     return max(1, math.ceil(weight))
+
+
+@dataclass(frozen=True)
+class Embeddings:
+    """Vectors for ``POST /v1/embeddings``, one per input text, and the tokens read."""
+
+    vectors: list[list[float]]
+    prompt_tokens: int

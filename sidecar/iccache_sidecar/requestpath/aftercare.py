@@ -76,10 +76,14 @@ class Aftercare:
         self.metrics.count_exact()
         self.metrics.requests.labels("exact", self.metrics.tenant_label(plan.decision.tenant)).inc()
         large = self.backends[Route.LARGE].settings
-        avoided = prompt_tokens(req.messages) + estimate_tokens(answer)
-        self.metrics.cost_saved.inc(avoided * large.cost_per_token)
+        # The usage a client sees is the tokens of the prompt and the returned answer
+        # (estimated: no model ran); no model cost is counted for them.
+        usage = Usage(prompt_tokens(req.messages), estimate_tokens(answer))
+        self.metrics.cost_saved.inc(
+            (usage.prompt_tokens + usage.completion_tokens) * large.cost_per_token
+        )
         self.decisions.remember(plan.decision)
-        return Completion(answer, "stop", Usage(0, 0), plan.decision)
+        return Completion(answer, "stop", usage, plan.decision)
 
     def answered(self, plan: Plan, req: RouterRequest, text: str, usage: Usage) -> None:
         """Count a model's answer and start the work that learns from it."""

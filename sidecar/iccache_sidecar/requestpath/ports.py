@@ -14,6 +14,7 @@ from iccache_sidecar.core.domain import (
     Candidate,
     ChatMessage,
     Delta,
+    Embeddings,
     GenerationParams,
     Reply,
     Route,
@@ -136,3 +137,14 @@ class OutcomeStore(Protocol):
 
 
 Backends = Mapping[Route, ModelBackend]
+
+
+class EmbeddingsSource(Protocol):
+    """What answers ``POST /v1/embeddings``: the router's own model or a server."""
+
+    @property
+    def model(self) -> str: ...
+
+    async def embed_texts(self, texts: Sequence[str]) -> Embeddings: ...
+
+    async def close(self) -> None: ...

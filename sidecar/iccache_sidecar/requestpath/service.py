@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-from iccache_contract.settings import RouterSettings
+from iccache_contract.settings import RouterSettings, TenantLimits
 from iccache_sidecar.core.domain import (
     Completion,
     Decision,
@@ -196,8 +196,13 @@ class RouterService:
             self.aftercare.answered(plan, req, text, usage)
 
     async def _within_limits(self, req: RouterRequest) -> None:
-        if self.limiter is not None and req.limits is not None:
-            await self.limiter.admit(req.tenant, req.limits)
+        await self.admit(req.tenant, req.limits)
+
+    async def admit(self, tenant: str, limits: TenantLimits | None) -> None:
+        """Count a request against its tenant's rate (completions, and the embeddings
+        beside them); over the rate raises Overloaded."""
+        if self.limiter is not None and limits is not None:
+            await self.limiter.admit(tenant, limits)
 
     async def feedback(
         self, request_id: str, score: float, tenant: str | None = None, source: str = "user"

@@ -18,7 +18,9 @@ One InContextCache owns one key prefix and one index name (the operator sets bot
   (a hash) and the answers per model (a hash), per scope ("*" or a tenant);
 - ``<prefix>:rate:<tenant>:<requests|tokens>:<minute>``: per-tenant rate counters;
 - ``<prefix>:stored:<request id>``: the example a request's answer became (for forget);
-- ``<prefix>:replay:last``: the last replay run's summary (JSON).
+- ``<prefix>:replay:last``: the last replay run's summary (JSON);
+- ``<prefix>:resp:<tenant>:<response id>``: a stored Responses API response and the
+  conversation it ended (JSON, with TTL), for ``previous_response_id``.
 """
 
 from __future__ import annotations
@@ -120,6 +122,12 @@ class RedisLayout:
 
     def stored_key(self, request_id: str) -> str:
         return f"{self.prefix}:stored:{request_id}"
+
+    def response_key(self, tenant: str, response_id: str) -> str:
+        return f"{self.prefix}:resp:{tenant}:{response_id}"
+
+    def responses_pattern(self, tenant: str) -> str:
+        return f"{self.prefix}:resp:{tenant}:*"
 
     @property
     def learning_patterns(self) -> list[str]:
