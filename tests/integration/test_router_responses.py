@@ -269,3 +269,28 @@ async def test_no_tenant_reads_continues_or_deletes_anothers_stored_response(
                 r = await http.get(f"/responses/{response_id}", headers=headers)
                 assert r.status_code == 200
                 assert r.json()["id"] == response_id
+
+
+async def test_embeddings_passed_to_an_embeddings_server(
+    router_settings: Callable[..., RouterSettings], embedder: Any
+) -> None:
+    """A router whose embeddings come from a server: here another router that answers
+    them from its own model (a real OpenAI-compatible embeddings endpoint)."""
+    async with running(router_settings(), encoder=embedder) as server:
+        passing = router_settings(
+            embeddings_api={
+                "source": "backend",
+                "base_url": server.base_url,
+                "model": "minilm",
+                "backend_model": "all-MiniLM-L6-v2",
+            }
+        )
+        async with running(passing, encoder=embedder) as rt, client(rt) as oa:
+            out = await oa.embeddings.create(model="minilm", input=["one", "two", "three"])
+            assert out.model == "minilm"
+            assert [d.index for d in out.data] == [0, 1, 2]
+            assert [len(d.embedding) for d in out.data] == [384] * 3
+            direct = embedder.encode(["two"], normalize_embeddings=True)[0]
+            assert sum(a * b for a, b in zip(out.data[1].embedding, direct, strict=True)) > 0.999
+            with pytest.raises(openai.BadRequestError, match="input"):
+                await oa.embeddings.create(model="minilm", input=[""])
