@@ -16,6 +16,8 @@ EVERYTHING = [
     "--set",
     "metrics.dashboard.enabled=true",
     "--set",
+    "metrics.prometheusRule.enabled=true",
+    "--set",
     "sample.enabled=true",
 ]
 
@@ -65,15 +67,17 @@ def dry_run(cluster: LocalCluster, *args: str, input: str | None = None) -> str:
 
 @pytest.fixture(scope="module")
 def service_monitor_crd(cluster: LocalCluster) -> None:
-    """prometheus-operator's own ServiceMonitor CRD (from its Go module; see setup)."""
-    crd = cluster.binaries.folder / "monitoring.coreos.com_servicemonitors.yaml"
-    cluster.kubectl("apply", "--server-side", "-f", str(crd))
-    cluster.kubectl(
-        "wait",
-        "--for=condition=Established",
-        "--timeout=60s",
-        "crd/servicemonitors.monitoring.coreos.com",
-    )
+    """prometheus-operator's own ServiceMonitor and PrometheusRule CRDs (from its Go
+    module; see setup)."""
+    for plural in ("servicemonitors", "prometheusrules"):
+        crd = cluster.binaries.folder / f"monitoring.coreos.com_{plural}.yaml"
+        cluster.kubectl("apply", "--server-side", "-f", str(crd))
+        cluster.kubectl(
+            "wait",
+            "--for=condition=Established",
+            "--timeout=60s",
+            f"crd/{plural}.monitoring.coreos.com",
+        )
 
 
 def test_every_rendered_manifest_passes_server_side_dry_run(
@@ -104,6 +108,7 @@ def test_every_rendered_manifest_passes_server_side_dry_run(
         if "--set" in values and "sample.enabled=true" in values:
             assert "incontextcache.iccache.dev" in kinds
             assert "servicemonitor.monitoring.coreos.com" in kinds
+            assert "prometheusrule.monitoring.coreos.com" in kinds
     # The helm test hook renders with the rest; the plain manifests apply with -k.
     assert "test-health" in render(helm, release_ns)
     cluster.kubectl("create", "namespace", gen_chart.NAMESPACE, check=False)

@@ -158,6 +158,15 @@ def values_schema() -> dict[str, Any]:
                                 },
                             }
                         ),
+                        "prometheusRule": _object(
+                            {
+                                "enabled": {"type": "boolean"},
+                                "labels": {
+                                    "type": "object",
+                                    "additionalProperties": {"type": "string"},
+                                },
+                            }
+                        ),
                         "dashboard": _object(
                             {
                                 "enabled": {"type": "boolean"},

@@ -152,11 +152,13 @@ def markdown(rows: Sequence[dict[str, Any]], header: str) -> str:
         lines += [
             "",
             "Each router's quality budget after its run, as its `/quality` reported it: the "
-            "judged small answers the estimate counts at the final bar (losses), the loss "
+            "judged small answers the estimate counts at the final bar (and how many counted "
+            "as losses: a comparator's loss, or a failed check where the verifier is the "
+            "comparator), the loss "
             "rate's upper bound, the bar's offset, the shadow comparisons by result, and the "
             "verifier's checks by result (where it ran):",
             "",
-            "| mode | system | max loss | judged (losses) | loss [bound] | bar offset | holds "
+            "| mode | system | max loss | judged (counted as losses) | loss [bound] | bar offset | holds "
             "| shadow: loss / no loss / skipped | checks: pass / fail / skipped |",
             "|---|---|---:|---:|---|---:|---|---|---|",
         ]
