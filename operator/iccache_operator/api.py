@@ -532,6 +532,13 @@ class RouterSpec(_Obj):
         description="Router processes per pod, sharing its ports and learned state; "
         "give the pod about one CPU each",
     )
+    allowed_clients: list[dict[str, Any]] | None = Field(
+        default=None,
+        max_length=64,
+        description="NetworkPolicy peers (podSelector, namespaceSelector, ipBlock) allowed "
+        "to reach the routers; the operator is always allowed. Unset: every pod may "
+        "(the routers still authenticate callers); [] allows only the operator",
+    )
 
 
 # The router's server settings that RouterSpec sets, by the same names.

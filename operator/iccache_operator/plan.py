@@ -30,6 +30,7 @@ def plan(owner: Owner, spec: api.InContextCacheSpec, sidecar_image: str) -> Plan
             children += [
                 models.model_deployment(owner, role, model, image),
                 models.model_service(owner, role),
+                access.model_network_policy(owner, role),
             ]
     create_only = []
     if spec.cache.mode == "managed":
@@ -43,6 +44,7 @@ def plan(owner: Owner, spec: api.InContextCacheSpec, sidecar_image: str) -> Plan
         router.router_configmap(owner, settings_yaml),
         router.router_deployment(owner, spec, image, digest),
         router.router_service(owner, spec),
+        *([policy] if (policy := access.router_network_policy(owner, spec)) else []),
         replay.replay_cronjob(owner, spec, image, digest),
     ]
     return Plan(children, create_only, digest, settings_yaml)

@@ -231,8 +231,8 @@ def test_delete_during_a_reconcile_is_not_held_back(
 def test_what_a_changed_spec_no_longer_plans_is_pruned_and_data_is_kept(
     crd_installed: LocalCluster, namespace: str, operator: ManagedProcess
 ) -> None:
-    """Managed -> external, for the large model and for Redis: the model's Deployment
-    and Service, Redis's StatefulSet, Service and NetworkPolicy go; Redis's claim and
+    """Managed -> external, for the large model and for Redis: the model's Deployment,
+    Service and NetworkPolicy, Redis's StatefulSet, Service and NetworkPolicy go; Redis's claim and
     password stay (they hold data) and the status names the claim. An object with the
     same labels that the resource does not control is left alone."""
     k = crd_installed
@@ -253,6 +253,7 @@ def test_what_a_changed_spec_no_longer_plans_is_pruned_and_data_is_kept(
     dropped = [
         ("deployment", "demo-large"),
         ("service", "demo-large"),
+        ("networkpolicy", "demo-large"),
         ("statefulset", "demo-redis"),
         ("service", "demo-redis"),
         ("networkpolicy", "demo-redis"),
@@ -282,6 +283,7 @@ def test_what_a_changed_spec_no_longer_plans_is_pruned_and_data_is_kept(
     wait_until(pruned, timeout=60, what="the children no longer planned to be deleted")
     for kind, name in [
         ("deployment", "demo-small"),
+        ("networkpolicy", "demo-small"),
         ("deployment", "demo-router"),
         ("secret", "demo-redis-auth"),  # the password of the kept data
         ("persistentvolumeclaim", "data-demo-redis-0"),

@@ -43,8 +43,10 @@ def test_cpu_sample_builds_every_child_with_owner_and_labels() -> None:
         ("ServiceAccount", "demo-iccache"),
         ("Deployment", "demo-small"),
         ("Service", "demo-small"),
+        ("NetworkPolicy", "demo-small"),
         ("Deployment", "demo-large"),
         ("Service", "demo-large"),
+        ("NetworkPolicy", "demo-large"),
         ("StatefulSet", "demo-redis"),
         ("Service", "demo-redis"),
         ("NetworkPolicy", "demo-redis"),
@@ -190,7 +192,8 @@ def test_external_model_and_external_cache_create_no_servers() -> None:
     assert ("Deployment", "demo-large") not in children
     assert "StatefulSet" not in kinds
     assert "Secret" not in kinds
-    assert "NetworkPolicy" not in kinds
+    policies = {name for kind, name in children if kind == "NetworkPolicy"}
+    assert policies == {"demo-small"}  # the managed model's; no Redis, no large model
     text = children[("ConfigMap", "demo-router-config")]["data"]["router.yaml"]
     settings = RouterSettings.model_validate(yaml.safe_load(text))
     assert settings.large.base_url == "https://llm.example/v1"
@@ -223,6 +226,49 @@ def test_replay_cronjob_and_network_policy() -> None:
         for p in policy["ingress"][0]["from"]
     ]
     assert allowed == ["router", "replay"]
+
+
+def test_only_the_data_plane_reaches_models_and_only_allowed_clients_the_router() -> None:
+    spec = sample("cpu-llamacpp.yaml")
+    children = build(spec)
+    for role in ("small", "large"):
+        policy = children[("NetworkPolicy", f"demo-{role}")]["spec"]
+        assert policy["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == (
+            f"model-{role}"
+        )
+        (rule,) = policy["ingress"]
+        assert [
+            p["podSelector"]["matchLabels"]["app.kubernetes.io/component"] for p in rule["from"]
+        ] == [
+            "router",
+            "replay",
+        ]
+        assert rule["ports"] == [{"protocol": "TCP", "port": 8000}]
+    assert ("NetworkPolicy", "demo-router") not in children  # by default: any pod may call
+    clients = [{"namespaceSelector": {"matchLabels": {"team": "search"}}}]
+    spec["router"] = {"allowedClients": clients}
+    policy = build(spec)[("NetworkPolicy", "demo-router")]["spec"]
+    (rule,) = policy["ingress"]
+    assert rule["from"][0] == clients[0]
+    assert rule["from"][1]["podSelector"]["matchLabels"] == {
+        "app.kubernetes.io/name": "iccache-operator"
+    }  # the operator reads /quality
+    assert [p["port"] for p in rule["ports"]] == [8080, 50051]
+
+
+def test_redis_and_model_pods_are_hardened_and_carry_no_token() -> None:
+    children = build(sample("cpu-llamacpp.yaml"))
+    redis = children[("StatefulSet", "demo-redis")]["spec"]["template"]["spec"]
+    assert redis["automountServiceAccountToken"] is False
+    assert redis["containers"][0]["securityContext"] == {
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+        "runAsNonRoot": True,
+    }
+    for role in ("small", "large"):
+        pod = children[("Deployment", f"demo-{role}")]["spec"]["template"]["spec"]
+        assert pod["automountServiceAccountToken"] is False
 
 
 READY = Replicas(1, 1)

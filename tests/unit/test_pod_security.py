@@ -38,6 +38,7 @@ def test_redis_writes_its_claim_and_models_keep_their_image_user() -> None:
     found = templates()
     assert found["demo-redis"].user == "999:999"
     assert found["demo-redis"].mounts == {"/data": True}
+    assert found["demo-redis"].hardened  # no capabilities, no privilege escalation
     for role in ("small", "large"):
         model = found[f"demo-{role}"]
         assert (model.user, model.read_only, model.hardened) == (None, False, True)

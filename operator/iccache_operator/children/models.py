@@ -212,7 +212,8 @@ def model_deployment(
     }
     if mounts:
         container["volumeMounts"] = mounts
-    pod_spec: dict[str, Any] = {"containers": [container]}
+    # A model server never calls the Kubernetes API: no token in its pods.
+    pod_spec: dict[str, Any] = {"containers": [container], "automountServiceAccountToken": False}
     if init:
         pod_spec["initContainers"] = init
     if volumes:

@@ -8,7 +8,7 @@ import secrets
 from typing import Any
 
 from iccache_operator import api
-from iccache_operator.children.common import REDIS_PORT, Owner, resources
+from iccache_operator.children.common import REDIS_PORT, RESTRICTED_CONTAINER, Owner, resources
 
 PASSWORD_KEY = "password"
 COMPONENT = "redis"
@@ -64,6 +64,7 @@ def redis_statefulset(owner: Owner, spec: api.ManagedRedis) -> dict[str, Any]:
             "template": {
                 "metadata": {"labels": owner.labels(COMPONENT)},
                 "spec": {
+                    "automountServiceAccountToken": False,
                     "securityContext": {
                         "runAsUser": 999,
                         "runAsGroup": 999,
@@ -94,6 +95,7 @@ def redis_statefulset(owner: Owner, spec: api.ManagedRedis) -> dict[str, Any]:
                                 }
                             ],
                             "ports": [{"name": "redis", "containerPort": REDIS_PORT}],
+                            "securityContext": RESTRICTED_CONTAINER,
                             "resources": resources(spec.resources),
                             "readinessProbe": {**probe, "periodSeconds": 5},
                             "livenessProbe": {**probe, "periodSeconds": 15},
