@@ -38,6 +38,7 @@ from iccache_operator.status import (
     last_replay,
     merge_conditions,
     quality_status,
+    with_kstatus,
 )
 
 DEFAULT_SIDECAR_IMAGE = "ghcr.io/iccache/sidecar:0.1.0"
@@ -199,7 +200,7 @@ def _write_status(
     """The one place status is written."""
     now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     patch.status["observedGeneration"] = generation
-    patch.status["conditions"] = merge_conditions(old, conditions, generation, now)
+    patch.status["conditions"] = merge_conditions(old, with_kstatus(conditions), generation, now)
     if observed is not None and owner is not None and spec is not None:
         for role in ("small", "large"):
             r: Replicas | None = getattr(observed, role)

@@ -109,6 +109,35 @@ def compute_conditions(o: Observed) -> list[dict[str, str]]:
     return [models, cache, router, replay, ready]
 
 
+# Ready's reasons that waiting will not fix: the spec, or what it refers to, must change.
+STUCK_REASONS = frozenset({"InvalidSpec", "InvalidReference"})
+
+
+def with_kstatus(conditions: list[dict[str, str]]) -> list[dict[str, str]]:
+    """Add the ``Reconciling`` and ``Stalled`` conditions that kstatus (Flux's health
+    checks, kpt, ``kubectl wait`` users) reads, derived from ``Ready``: reconciling while
+    parts are still coming up, stalled while the spec or a reference is wrong. Without
+    them kstatus calls a resource whose Ready is False "Current"."""
+    ready = next(c for c in conditions if c["type"] == "Ready")
+    waiting = ready["status"] != "True"
+    stuck = waiting and ready["reason"] in STUCK_REASONS
+    return [
+        *conditions,
+        _condition(
+            "Reconciling",
+            waiting and not stuck,
+            ready["reason"] if waiting and not stuck else "Reconciled",
+            ready["message"] if waiting and not stuck else "",
+        ),
+        _condition(
+            "Stalled",
+            stuck,
+            ready["reason"] if stuck else "NotStalled",
+            ready["message"] if stuck else "",
+        ),
+    ]
+
+
 def merge_conditions(
     old: list[dict[str, Any]], new: list[dict[str, str]], generation: int, now: str
 ) -> list[dict[str, Any]]:

@@ -66,6 +66,8 @@ def test_sample_reconciles_to_ready_and_follows_changes(
         "RouterReady": "True",
         "ReplayScheduled": "True",
         "Ready": "True",
+        "Reconciling": "False",  # kstatus (Flux): Current
+        "Stalled": "False",
     }
     assert status["small"] == {"replicas": 1, "readyReplicas": 1}
     assert status["endpoints"]["http"] == f"http://demo-router.{namespace}.svc:8080/v1"
@@ -184,6 +186,11 @@ def test_missing_secret_reports_ready_false_with_reason(
     )
     assert ready["status"] == "False"
     assert "no-such-secret" in ready["message"]
+    kstatus = {
+        c["type"]: c["status"]
+        for c in crd_installed.get_json("icc", "broken", "-n", namespace)["status"]["conditions"]
+    }
+    assert (kstatus["Stalled"], kstatus["Reconciling"]) == ("True", "False")  # Flux: Failed
     # The sample's small model reads a claim this namespace does not have.
     assert (
         "spec.models.small.source.pvc: PersistentVolumeClaim 'models' not found"
