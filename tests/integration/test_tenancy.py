@@ -486,3 +486,26 @@ async def test_forget_from_the_command_line(keyed: Keyed, embedder: Any, tmp_pat
     store = keyed.rt.service.store
     assert store is not None
     assert await store.count_of("initech") == 0
+
+
+async def test_wrong_admin_keys_lock_the_address_out(keyed: Keyed) -> None:
+    """Five wrong admin keys from one address: the sixth request is refused with 429
+    and Retry-After even with the right key (the key cannot be guessed at request
+    speed)."""
+    body = {"tenant": "acme", "dry_run": True}
+    async with httpx.AsyncClient(base_url=keyed.url, timeout=30) as http:
+        ok = await http.post(
+            "/admin/v1/forget", json=body, headers={"authorization": f"Bearer {ADMIN_KEY}"}
+        )
+        assert ok.status_code == 200, ok.text
+        for i in range(5):
+            wrong = await http.post(
+                "/admin/v1/forget", json=body, headers={"authorization": f"Bearer guess-{i:012d}"}
+            )
+            assert wrong.status_code == 403, wrong.text
+        locked = await http.post(
+            "/admin/v1/forget", json=body, headers={"authorization": f"Bearer {ADMIN_KEY}"}
+        )
+        assert locked.status_code == 429, locked.text
+        assert int(locked.headers["retry-after"]) > 200
+        assert "too many wrong admin keys" in locked.json()["error"]["message"]

@@ -5,7 +5,10 @@ routes answer 404."""
 from __future__ import annotations
 
 import hmac
+import logging
+import math
 import os
+import time
 
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -14,10 +17,16 @@ from iccache_contract.settings import TenancySettings
 from iccache_sidecar.api.http_errors import ERROR_RESPONSES
 from iccache_sidecar.api.http_state import HttpState, State
 from iccache_sidecar.api.tenancy import check_tenant
-from iccache_sidecar.core.errors import PermissionDenied, Unauthenticated, UnknownRequest
+from iccache_sidecar.core.errors import (
+    PermissionDenied,
+    RateLimited,
+    Unauthenticated,
+    UnknownRequest,
+)
 from iccache_sidecar.storage.forget import forget
 
 router = APIRouter()
+audit = logging.getLogger("iccache.audit")
 
 
 class ForgetIn(BaseModel):
@@ -62,15 +71,25 @@ def admin_key(tenancy: TenancySettings) -> str:
 
 
 def check_admin(state: HttpState, request: Request) -> str:
-    """Who is calling, for the audit log; refuses anyone without the admin key."""
+    """Who is calling, for the audit log; refuses anyone without the admin key, and an
+    address after too many wrong keys (429 until its lockout ends)."""
     if not state.admin_key:
         raise UnknownRequest("the admin API is not enabled (set tenancy.admin_key_env)")
+    client = request.client.host if request.client else "unknown"
+    now = time.monotonic()
+    wait = state.admin_failures.retry_after(client, now)
+    if wait is not None:
+        raise RateLimited(
+            f"too many wrong admin keys from {client}; try again in {math.ceil(wait)} s", wait
+        )
     scheme, _, key = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not key:
         raise Unauthenticated("missing admin key: send 'Authorization: Bearer <admin key>'")
     if not hmac.compare_digest(key.strip().encode(), state.admin_key.encode()):
+        state.admin_failures.failed(client, now)
+        audit.warning("who=%s action=admin refused=wrong-key", client)
         raise PermissionDenied("wrong admin key")
-    client = request.client.host if request.client else "unknown"
+    state.admin_failures.succeeded(client)
     return f"admin@{client}"
 
 

@@ -11,6 +11,7 @@ from fastapi import Depends, Request
 
 from iccache_sidecar.api.auth import Authenticator
 from iccache_sidecar.core.domain import Route
+from iccache_sidecar.core.lockout import FailureThrottle
 from iccache_sidecar.requestpath.ports import EmbeddingsSource
 from iccache_sidecar.requestpath.service import RouterService
 from iccache_sidecar.storage.examples import ExampleStore
@@ -26,6 +27,7 @@ class HttpState:
     admin_key: str = ""  # empty: the admin API answers 404
     responses: ResponseStore | None = None  # stored Responses API responses; None: none
     embeddings: EmbeddingsSource | None = None  # POST /v1/embeddings; None: answers 404
+    admin_failures: FailureThrottle = field(default_factory=FailureThrottle)
 
     @property
     def public_model(self) -> str:
