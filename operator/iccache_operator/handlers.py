@@ -42,6 +42,18 @@ from iccache_operator.status import (
 )
 
 DEFAULT_SIDECAR_IMAGE = "ghcr.io/iccache/sidecar:0.1.0"
+# The referenced Secrets the routers read once, at start (as environment variables): a
+# new version of one rolls them. The API keys file is mounted and reloaded live, and a
+# hub token is read only when a model's weights are fetched.
+READ_AT_START = frozenset(
+    {
+        "spec.models.small.apiKeySecretRef",
+        "spec.models.large.apiKeySecretRef",
+        "spec.cache.external.passwordSecretRef",
+        "spec.tenancy.gatewaySecretRef",
+        "spec.tenancy.adminSecretRef",
+    }
+)
 RESYNC_SECONDS = 20.0
 
 
@@ -93,10 +105,15 @@ async def reconcile(
         _write_status(patch, old_conditions, _unusable(str(exc)), generation)
         raise kopf.PermanentError(f"invalid spec: {exc}") from exc
 
-    problems = []
+    problems, versions = [], []
     for field, name, key in referenced_secrets(parsed):
-        if await kube.secret_value(owner.namespace, name, key) is None:
+        secret = await kube.get("v1", "Secret", name, owner.namespace)
+        if secret is None or key not in (secret.get("data") or {}):
             problems.append(f"{field}: Secret {name!r} with key {key!r} not found")
+        elif field in READ_AT_START:
+            versions.append(f"{name}@{secret['metadata'].get('resourceVersion', '')}")
+    if versions:  # a changed Secret rolls the routers (they read it once, at start)
+        wanted = plan(owner, parsed, memo.sidecar_image, ",".join(sorted(versions)))
     for field, claim in referenced_claims(parsed):
         if await kube.get("v1", "PersistentVolumeClaim", claim, owner.namespace) is None:
             problems.append(f"{field}: PersistentVolumeClaim {claim!r} not found")

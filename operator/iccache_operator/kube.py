@@ -3,7 +3,6 @@ create-if-missing, and reads. No decisions here."""
 
 from __future__ import annotations
 
-import base64
 from typing import Any
 
 from kubernetes_asyncio import client, config
@@ -102,9 +101,3 @@ class Kube:
         except NotFoundError:
             return False
         return True
-
-    async def secret_value(self, namespace: str, name: str, key: str) -> str | None:
-        secret = await self.get("v1", "Secret", name, namespace)
-        if secret is None or key not in (secret.get("data") or {}):
-            return None
-        return base64.b64decode(secret["data"][key]).decode(errors="replace")

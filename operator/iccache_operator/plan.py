@@ -19,9 +19,13 @@ class Plan:
     settings_yaml: str = ""
 
 
-def plan(owner: Owner, spec: api.InContextCacheSpec, sidecar_image: str) -> Plan:
+def plan(
+    owner: Owner, spec: api.InContextCacheSpec, sidecar_image: str, secrets_version: str = ""
+) -> Plan:
+    """``secrets_version`` names the versions of the Secrets the routers read at start;
+    it goes into the pods' config hash, so a rotated Secret rolls them."""
     settings_yaml = router.render_settings(router.router_settings(owner, spec))
-    digest = router.config_hash(settings_yaml)
+    digest = router.config_hash(settings_yaml + (f"\n{secrets_version}" if secrets_version else ""))
     image = spec.router.image or sidecar_image
     children: list[dict[str, Any]] = [access.service_account(owner)]
     for role in ("small", "large"):

@@ -198,6 +198,47 @@ def test_missing_secret_reports_ready_false_with_reason(
     )
 
 
+def test_a_rotated_secret_rolls_the_router(
+    crd_installed: LocalCluster, namespace: str, operator: ManagedProcess
+) -> None:
+    """The routers read a model's API key once, at start: a new version of its Secret
+    changes the pod template (and so rolls them) within a resync; the key itself never
+    appears in the Deployment."""
+    k = crd_installed
+    secret = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "llm-key", "namespace": namespace},
+        "stringData": {"token": "sk-first-0000000000"},
+    }
+    k.kubectl("apply", "-f", "-", input=json.dumps(secret))
+    doc = yaml.safe_load((SAMPLES / "cpu-llamacpp.yaml").read_text())
+    doc["spec"]["models"]["large"] = {
+        "engine": "external",
+        "model": "big",
+        "endpoint": "https://llm.example/v1",
+        "apiKeySecretRef": {"name": "llm-key", "key": "token"},
+    }
+    doc["spec"]["cache"] = {"mode": "external", "external": {"url": "redis://cache:6379"}}
+    k.kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(doc))
+    wait_until(
+        lambda: get(k, namespace, "deployment", "demo-router") is not None,
+        timeout=60,
+        what="the router Deployment",
+    )
+    first = template_hash(get(k, namespace, "deployment", "demo-router") or {})
+    secret["stringData"] = {"token": "sk-second-000000000"}
+    k.kubectl("apply", "-f", "-", input=json.dumps(secret))
+
+    def rolled() -> bool:
+        return template_hash(get(k, namespace, "deployment", "demo-router") or {}) != first
+
+    wait_until(rolled, timeout=RESYNC_SECONDS * 3, what="a new router pod template")
+    text = json.dumps(get(k, namespace, "deployment", "demo-router"))
+    assert "sk-second" not in text
+    assert "sk-first" not in text
+
+
 def test_delete_during_a_reconcile_is_not_held_back(
     crd_installed: LocalCluster, namespace: str, tmp_path: Path
 ) -> None:

@@ -175,6 +175,13 @@ def test_changed_settings_change_the_config_hash_and_roll_the_router() -> None:
 
     assert hash_of(base) != hash_of(changed)
     assert hash_of(base) == hash_of(scaled)  # replicas are not configuration
+    rotated = plan(OWNER, InContextCacheSpec.model_validate(base), IMAGE, "llm-key@42").apply
+    (router,) = [
+        m for m in rotated if (m["kind"], m["metadata"]["name"]) == ("Deployment", "demo-router")
+    ]
+    assert router["spec"]["template"]["metadata"]["annotations"]["iccache.dev/config-hash"] != (
+        hash_of(base)
+    )  # a new version of a Secret the routers read at start rolls them
     assert build(scaled)[("Deployment", "demo-router")]["spec"]["replicas"] == 5
 
 
