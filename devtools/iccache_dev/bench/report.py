@@ -158,8 +158,8 @@ def markdown(rows: Sequence[dict[str, Any]], header: str) -> str:
             "rate's upper bound, the bar's offset, the shadow comparisons by result, and the "
             "verifier's checks by result (where it ran):",
             "",
-            "| mode | system | max loss | judged (counted as losses) | loss [bound] | bar offset | holds "
-            "| shadow: loss / no loss / skipped | checks: pass / fail / skipped |",
+            "| mode | system | max loss | judged (counted as losses) | loss [bound] | bar offset "
+            "| holds | shadow: loss / no loss / skipped | checks: pass / fail / skipped |",
             "|---|---|---:|---:|---|---:|---|---|---|",
         ]
         for r in budgeted:
