@@ -422,7 +422,7 @@ async def test_forget_removes_exactly_what_was_asked(keyed: Keyed, embedder: Any
         assert await store.claim_verdict(request_id, "budget", 60)
         assert not await store.claim_verdict(request_id, "budget", 60)
         r = await http.post(forget, json={"request_id": request_id}, headers=admin)
-        assert r.json() == {"examples": 1, "dry_run": False}
+        assert r.json() == {"examples": 1, "responses": 0, "dry_run": False}
         assert await store.claim_verdict(request_id, "budget", 60)  # forgotten with the request
         assert await store.claim_verdict(request_id, "learn-user", 60)  # a purpose of its own
         assert isinstance(store, ExampleStore)
@@ -432,11 +432,22 @@ async def test_forget_removes_exactly_what_was_asked(keyed: Keyed, embedder: Any
         r = await http.post("/v1/chat/completions", json=again, headers=bearer("globex"))
         assert not r.json()["iccache"]["exact_hit"]  # its exact-match key went with it
 
+        # A stored Responses API response of acme's goes with the tenant too.
+        turn = {
+            "model": "iccache",
+            "input": "Say hi.",
+            "max_output_tokens": 1,
+            "iccache": {"no_store": True},
+        }
+        kept = await http.post("/v1/responses", json=turn, headers=bearer("acme"))
+        kept_id = kept.json()["id"]
         dry = await http.post(forget, json={"tenant": "acme", "dry_run": True}, headers=admin)
-        assert dry.json() == {"examples": len(QUESTIONS), "dry_run": True}
+        assert dry.json() == {"examples": len(QUESTIONS), "responses": 1, "dry_run": True}
         assert await store.count_of("acme") == len(QUESTIONS)
         done = await http.post(forget, json={"tenant": "acme"}, headers=admin)
-        assert done.json() == {"examples": len(QUESTIONS), "dry_run": False}
+        assert done.json() == {"examples": len(QUESTIONS), "responses": 1, "dry_run": False}
+        gone = await http.get(f"/v1/responses/{kept_id}", headers=bearer("acme"))
+        assert gone.status_code == 404
         assert await store.count_of("acme") == 0
         assert await store.count_of("globex") == len(QUESTIONS)  # nothing else
         # The router stops retrieving them at once.
