@@ -157,18 +157,25 @@ def test_gpu_sample_models_land_on_their_pools(
             assert node["metadata"]["labels"][POOL_LABEL] == pool
 
 
-def test_missing_secret_reports_ready_false_with_reason(
-    crd_installed: LocalCluster, namespace: str, operator: ManagedProcess
-) -> None:
-    doc = yaml.safe_load((SAMPLES / "cpu-llamacpp.yaml").read_text())
-    doc["metadata"]["name"] = "broken"
+def with_external_large(secret: str) -> dict[str, Any]:
+    """The CPU sample with an external large model keyed by ``secret`` (key ``token``)
+    and an external Redis: no claim or model pod is needed for the router."""
+    doc: dict[str, Any] = yaml.safe_load((SAMPLES / "cpu-llamacpp.yaml").read_text())
     doc["spec"]["models"]["large"] = {
         "engine": "external",
         "model": "big",
         "endpoint": "https://llm.example/v1",
-        "apiKeySecretRef": {"name": "no-such-secret", "key": "token"},
+        "apiKeySecretRef": {"name": secret, "key": "token"},
     }
     doc["spec"]["cache"] = {"mode": "external", "external": {"url": "redis://cache:6379"}}
+    return doc
+
+
+def test_missing_secret_reports_ready_false_with_reason(
+    crd_installed: LocalCluster, namespace: str, operator: ManagedProcess
+) -> None:
+    doc = with_external_large("no-such-secret")
+    doc["metadata"]["name"] = "broken"
     crd_installed.kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(doc))
     reason = '{.status.conditions[?(@.type=="Ready")].reason}'
     crd_installed.kubectl(
@@ -212,14 +219,7 @@ def test_a_rotated_secret_rolls_the_router(
         "stringData": {"token": "sk-first-0000000000"},
     }
     k.kubectl("apply", "-f", "-", input=json.dumps(secret))
-    doc = yaml.safe_load((SAMPLES / "cpu-llamacpp.yaml").read_text())
-    doc["spec"]["models"]["large"] = {
-        "engine": "external",
-        "model": "big",
-        "endpoint": "https://llm.example/v1",
-        "apiKeySecretRef": {"name": "llm-key", "key": "token"},
-    }
-    doc["spec"]["cache"] = {"mode": "external", "external": {"url": "redis://cache:6379"}}
+    doc = with_external_large("llm-key")
     k.kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(doc))
     wait_until(
         lambda: get(k, namespace, "deployment", "demo-router") is not None,
