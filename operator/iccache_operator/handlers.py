@@ -100,20 +100,13 @@ async def reconcile(
     try:
         parsed = api.InContextCacheSpec.model_validate(dict(spec))
         owner = Owner(str(meta["name"]), str(meta["namespace"]), str(meta["uid"]))
-        wanted = plan(owner, parsed, memo.sidecar_image)
+        problems, versions = await _secrets(kube, owner, parsed)
+        # A changed Secret the routers read at start rolls them.
+        wanted = plan(owner, parsed, memo.sidecar_image, versions)
     except (ValidationError, SpecError) as exc:
         _write_status(patch, old_conditions, _unusable(str(exc)), generation)
         raise kopf.PermanentError(f"invalid spec: {exc}") from exc
 
-    problems, versions = [], []
-    for field, name, key in referenced_secrets(parsed):
-        secret = await kube.get("v1", "Secret", name, owner.namespace)
-        if secret is None or key not in (secret.get("data") or {}):
-            problems.append(f"{field}: Secret {name!r} with key {key!r} not found")
-        elif field in READ_AT_START:
-            versions.append(f"{name}@{secret['metadata'].get('resourceVersion', '')}")
-    if versions:  # a changed Secret rolls the routers (they read it once, at start)
-        wanted = plan(owner, parsed, memo.sidecar_image, ",".join(sorted(versions)))
     for field, claim in referenced_claims(parsed):
         if await kube.get("v1", "PersistentVolumeClaim", claim, owner.namespace) is None:
             problems.append(f"{field}: PersistentVolumeClaim {claim!r} not found")
@@ -138,6 +131,19 @@ async def reconcile(
     _announce(body, old_conditions, conditions)
     _write_status(patch, old_conditions, conditions, generation, observed, owner, parsed)
     patch.status["retained"] = retained
+
+
+async def _secrets(kube: Kube, owner: Owner, spec: api.InContextCacheSpec) -> tuple[list[str], str]:
+    """The referenced Secrets that are missing (as problems), and the versions of those
+    the routers read at start (for the pods' config hash)."""
+    problems, versions = [], []
+    for field, name, key in referenced_secrets(spec):
+        secret = await kube.get("v1", "Secret", name, owner.namespace)
+        if secret is None or key not in (secret.get("data") or {}):
+            problems.append(f"{field}: Secret {name!r} with key {key!r} not found")
+        elif field in READ_AT_START:
+            versions.append(f"{name}@{secret['metadata'].get('resourceVersion', '')}")
+    return problems, ",".join(sorted(versions))
 
 
 async def _prune(kube: Kube, owner: Owner, wanted: Plan, logger: kopf.Logger) -> None:

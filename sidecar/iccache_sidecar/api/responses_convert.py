@@ -197,10 +197,11 @@ def _message_of(raw: Mapping[str, Any] | None) -> Mapping[str, Any]:
 def output_items(item_id: str, text: str, raw: Mapping[str, Any] | None) -> list[Wire]:
     """The Responses output of a chat answer: a message with its text, and a
     ``function_call`` item for each tool call."""
+    calls = _message_of(raw).get("tool_calls") or []
     items: list[Wire] = []
-    if text or not _message_of(raw).get("tool_calls"):
+    if text or not calls:
         items.append(message_item(item_id, text, "completed"))
-    for call in _message_of(raw).get("tool_calls") or []:
+    for call in calls:
         function = call.get("function") or {}
         items.append(
             {

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping
+from functools import partial
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -97,11 +98,8 @@ async def create_response(body: ResponseCreateRequest, http: Request, state: Sta
         if not isinstance(first, Decision):  # pragma: no cover - stream() yields it first
             raise IccacheError("stream did not start with a decision")
 
-        def streamed_of(s: str, o: list[Wire], u: Usage | None, f: str | None) -> Wire:
-            return response_of(first, s, o, u, f)
-
         return StreamingResponse(
-            response_events(first, events, streamed_of, keep),
+            response_events(first, events, partial(response_of, first), keep),
             media_type="text/event-stream",
             headers=decision_headers(first),
         )

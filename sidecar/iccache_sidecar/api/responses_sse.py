@@ -97,7 +97,8 @@ async def response_events(
         yield event("response.failed", response=failed)
         return
     text = "".join(parts)
-    output = output_items(item_id, text, calls.as_raw())
+    called = calls.as_raw()
+    output = output_items(item_id, text, called)
     if started:
         yield event("response.output_text.done", **where, text=text, logprobs=[])
         yield event("response.content_part.done", **where, part=text_part(text))
@@ -113,5 +114,5 @@ async def response_events(
             )
         yield event("response.output_item.done", output_index=index, item=item)
     done = response_of("completed", output, usage or Usage(), finish)
-    await on_done(text, calls.as_raw(), done)
+    await on_done(text, called, done)
     yield event("response.completed", response=done)

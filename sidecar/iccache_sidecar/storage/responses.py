@@ -57,7 +57,11 @@ class ResponseStore:
     async def forget_tenant(self, tenant: str, *, who: str, dry_run: bool = False) -> int:
         """Delete (or count) every stored response of a tenant."""
         pattern = self.layout.responses_pattern(tenant)
-        keys = [k async for k in self._r.scan_iter(match=pattern, count=500)]
+
+        async def scan() -> list[Any]:
+            return [k async for k in self._r.scan_iter(match=pattern, count=500)]
+
+        keys = await redis_call(scan)
         if not dry_run:
             for start in range(0, len(keys), 500):
                 await self._delete(keys[start : start + 500])
