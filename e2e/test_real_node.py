@@ -325,6 +325,9 @@ def test_2_sample_with_model_sources_becomes_ready(step: Journey) -> None:
         "resources": {"requests": {"cpu": "100m", "memory": "512Mi"}},
     }
     spec["cache"]["managed"]["image"] = step.images["redis"]
+    # Gemma 3 270M is a base model: its 12-token answers are cut, and kept only so.
+    spec["cache"]["storeCut"] = True
+    spec.setdefault("router", {})["decisionDetails"] = "full"  # the test reads the decision
     # A budget, shown in status.quality; it may offload before it is shown to hold
     # (unprovenShare 1), or the paraphrase below would mostly be held to the large model.
     spec.setdefault("routing", {})["quality"] = {"maxLoss": 0.05, "unprovenShare": 1.0}

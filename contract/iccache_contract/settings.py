@@ -88,6 +88,14 @@ class RetrievalSettings(_Section):
     value_weight: float = Field(
         default=0.5, ge=0, le=1, description="Weight of the learned value against similarity"
     )
+    max_value_lift: float = Field(
+        default=0.05,
+        ge=0,
+        le=1,
+        description="The most good outcomes may raise an example's utility (similarity "
+        "units times 1 - value_weight): feedback reorders close candidates, it cannot lift "
+        "a far one past the nearest",
+    )
     context_turns: int = Field(
         default=1,
         ge=0,
@@ -226,7 +234,19 @@ class CacheSettings(_Section):
     ttl_seconds: int = Field(default=0, ge=0, description="0 keeps examples until evicted")
     redact_pii: bool = False
     max_example_tokens: int = Field(default=512, ge=16)
+    store_cut: bool = Field(
+        default=False,
+        description="Also keep answers the model did not end itself (finish_reason length: "
+        "cut at max_tokens); they are served whole to others, so only for workloads whose "
+        "answers are meant to be cut",
+    )
     ineligible: IneligibleSettings = IneligibleSettings()
+    share: Literal["tenant", "user"] = Field(
+        default="tenant",
+        description="Who a stored answer is shared with: everyone in its tenant, or only "
+        "the end user who asked (the API key in api-keys mode, tenancy.user_header in "
+        "gateway mode); either way only with conversations under the same system prompt",
+    )
 
 
 class TenantLimits(_Section):
@@ -273,6 +293,10 @@ class TenancySettings(_Section):
         default=None, description="gateway: variable holding the gateway's shared secret"
     )
     gateway_secret_header: str = "x-iccache-gateway-secret"
+    user_header: str = Field(
+        default="x-iccache-user",
+        description="gateway: the end user's header (read for cache.share: user)",
+    )
     admin_key_env: str | None = Field(
         default=None, description="Variable holding the admin API's key (None: no admin API)"
     )
@@ -325,6 +349,12 @@ class ServerSettings(_Section):
         default=64, ge=1, description="Requests handled at once; more get 429"
     )
     max_tokens_default: int = Field(default=256, ge=1)
+    decision_details: Literal["minimal", "full"] = Field(
+        default="minimal",
+        description="What a response says of the cache: minimal (its request id, the model "
+        "that answered, what was down) or full (also exact hits, similarity, examples, "
+        "policy and reason: tells a caller whether someone in its scope asked the same)",
+    )
     max_body_bytes: int = Field(
         default=8 * 2**20,
         ge=1024,
@@ -350,6 +380,14 @@ class ServerSettings(_Section):
         ge=0.1,
         le=3600,
         description="An HTTP request body must arrive within this long of its head, or 408",
+    )
+    send_timeout_seconds: float = Field(
+        default=30,
+        ge=0.1,
+        le=3600,
+        description="Each part of an HTTP response must be taken by the client within this "
+        "long; a client that stops reading a stream has it ended (the model stops, the "
+        "slot is freed, the connection is closed)",
     )
     drain_seconds: float = Field(
         default=5,

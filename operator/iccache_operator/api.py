@@ -232,6 +232,21 @@ class CacheSpec(_Obj):
     capacity: int = Field(default=100_000, ge=1, le=100_000_000)
     ttl_seconds: int = Field(default=0, ge=0, description="0 keeps examples until evicted")
     tenant_header: str = Field(default="x-iccache-tenant", pattern=r"^[a-z0-9-]+$")
+    user_header: str = Field(
+        default="x-iccache-user",
+        pattern=r"^[a-z0-9-]+$",
+        description="Gateway mode: the end user's header (read for share: user)",
+    )
+    share: Literal["tenant", "user"] = Field(
+        default="tenant",
+        description="Who a stored answer serves: everyone in its tenant, or only the end "
+        "user who asked (an API key, or the gateway's user header); always only "
+        "conversations under the same system prompt",
+    )
+    store_cut: bool = Field(
+        default=False,
+        description="Also keep answers the model did not end itself (cut at max_tokens)",
+    )
     default_tenant: str = Field(default="default", pattern=names.TENANT_PATTERN)
     store_small: bool = Field(default=False, description="Also cache small-model answers")
     dedupe_similarity: float = Field(default=0.97, ge=0, le=1)
@@ -253,6 +268,13 @@ class RetrievalSpec(_Obj):
     )
     value_weight: float = Field(
         default=0.5, ge=0, le=1, description="Weight of the learned value against similarity"
+    )
+    max_value_lift: float = Field(
+        default=0.05,
+        ge=0,
+        le=1,
+        description="The most good outcomes may raise an example's utility: feedback "
+        "reorders close candidates, it cannot lift a far one past the nearest",
     )
     context_turns: int = Field(
         default=1,
@@ -516,6 +538,12 @@ class RouterSpec(_Obj):
     body_timeout_seconds: float = Field(
         default=60, ge=0.1, le=3600, description="A request body must arrive within this, or 408"
     )
+    send_timeout_seconds: float = Field(
+        default=30,
+        ge=0.1,
+        le=3600,
+        description="A client that takes no part of a response for this long has it ended",
+    )
     drain_seconds: float = Field(
         default=5,
         ge=0,
@@ -531,6 +559,11 @@ class RouterSpec(_Obj):
         le=64,
         description="Router processes per pod, sharing its ports and learned state; "
         "give the pod about one CPU each",
+    )
+    decision_details: Literal["minimal", "full"] = Field(
+        default="minimal",
+        description="What responses say of the cache: minimal (request id, model, what "
+        "was down) or full (also exact hits, similarity, examples, reasons)",
     )
     allowed_clients: list[dict[str, Any]] | None = Field(
         default=None,
@@ -550,9 +583,11 @@ SERVER_FIELDS = (
     "idle_timeout_seconds",
     "header_timeout_seconds",
     "body_timeout_seconds",
+    "send_timeout_seconds",
     "drain_seconds",
     "shutdown_grace_seconds",
     "workers",
+    "decision_details",
 )
 
 

@@ -75,6 +75,10 @@ def sample_spec(llama_image: str, redis_image: str) -> api.InContextCacheSpec:
         raw["models"][role].pop("source", None)
         raw["models"][role] |= {"model": f"/models/{model.path().name}", "image": llama_image}
     raw["models"]["large"]["args"] = ["--chat-template", "gemma"]  # the file has none
+    # Gemma 3 270M is a base model: its 12-token answers are cut, and kept only so; the
+    # test reads what the cache did.
+    raw["cache"]["storeCut"] = True
+    raw.setdefault("router", {})["decisionDetails"] = "full"
     return api.InContextCacheSpec.model_validate(raw)
 
 

@@ -34,7 +34,18 @@ def make_settings(
         },
         "redis": {"url": redis_.url, "index_name": prefix, "key_prefix": prefix},
         "routing": {"exploration_rate": 0.0},
-        "server": {"host": "127.0.0.1", "http_port": 0, "grpc_port": 0, "max_tokens_default": 16},
+        # The stand-in large model (Gemma 3 270M) is a base model: it seldom ends an
+        # answer within a test's few tokens, so the tests keep cut answers; the default
+        # (not kept) has a test of its own.
+        "cache": {"store_cut": True},
+        # Tests read what the cache did; callers get the minimal view by default.
+        "server": {
+            "host": "127.0.0.1",
+            "http_port": 0,
+            "grpc_port": 0,
+            "max_tokens_default": 16,
+            "decision_details": "full",
+        },
     }
     for name, values in sections.items():
         base[name] = {**base.get(name, {}), **values}

@@ -72,6 +72,7 @@ class Row:
     vector: Vector
     model: str
     exact_text: str | None = None  # the conversation it answered, when not just the prompt
+    scope: str | None = None  # whom it serves within the tenant (None: anyone)
 
 
 @dataclass
@@ -103,12 +104,14 @@ class FakeIndex:
                 return StoredExample(r.id, r.tenant, r.prompt, r.response, r.model)
         return None
 
-    async def search(self, tenant: str, vector: Vector, k: int) -> list[Candidate]:
+    async def search(
+        self, tenant: str, vector: Vector, k: int, scope: str | None = None
+    ) -> list[Candidate]:
         self._call()
         scored = [
             Candidate(r.id, r.prompt, r.response, float(r.vector @ vector), r.vector)
             for r in self.rows
-            if r.tenant == tenant
+            if r.tenant == tenant and r.scope == scope
         ]
         return sorted(scored, key=lambda c: -c.similarity)[:k]
 
@@ -123,10 +126,11 @@ class FakeIndex:
         exact_text: str | None = None,
         request_id: str | None = None,
         ttl_seconds: int | None = None,
+        scope: str | None = None,
     ) -> str:
         self._call()
-        self.added.append({"request_id": request_id, "ttl_seconds": ttl_seconds})
-        row = Row(uuid.uuid4().hex, tenant, prompt, response, vector, model, exact_text)
+        self.added.append({"request_id": request_id, "ttl_seconds": ttl_seconds, "scope": scope})
+        row = Row(uuid.uuid4().hex, tenant, prompt, response, vector, model, exact_text, scope)
         self.rows.append(row)
         return row.id
 

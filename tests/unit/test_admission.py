@@ -27,6 +27,7 @@ def verdict(**kw: object) -> Admission:
         embedded=kw.pop("embedded", True),  # type: ignore[arg-type]
         nearest_similarity=kw.pop("nearest", None),  # type: ignore[arg-type]
         cache=kw.pop("cache", CACHE),  # type: ignore[arg-type]
+        finish_reason=kw.pop("finish", "stop"),  # type: ignore[arg-type]
     )
 
 
@@ -90,3 +91,19 @@ def test_an_answer_shaped_by_stop_sequences_is_not_kept() -> None:
         GenerationParams(max_tokens=16, stop=("metres",)),
     )
     assert verdict(req=shaped, answer="8,849") is Admission.SHAPED
+
+
+@pytest.mark.parametrize("finish", ["length", "content_filter", None])
+def test_an_answer_the_model_did_not_end_itself_is_not_kept(finish: str | None) -> None:
+    # A tiny max_tokens cuts "8,849 metres." to "8,": served to everyone as the answer.
+    assert verdict(answer="8,", finish=finish) is Admission.CUT
+    keep_cut = settings(cache={"store_cut": True}).cache
+    assert verdict(answer="8,", finish=finish, cache=keep_cut) is Admission.STORED
+
+
+def test_an_answer_the_client_steered_is_not_kept() -> None:
+    question = request("How tall is Mount Everest?").messages
+    hot = RouterRequest("acme", question, GenerationParams(max_tokens=16, temperature=1.8))
+    warm = RouterRequest("acme", question, GenerationParams(max_tokens=16, temperature=0.7))
+    assert verdict(req=hot) is Admission.SHAPED
+    assert verdict(req=warm) is Admission.STORED

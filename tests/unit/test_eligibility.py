@@ -180,10 +180,10 @@ def test_prompt_text_never_leaves_in_a_response_whose_prompt_held_examples() -> 
         ],
     }
     d = Decision("r1", "acme", Route.SMALL, "p", "why")
-    plain = completion_body("chat", Completion("Paris.", "stop", Usage(), d, raw), "m", 1)
+    plain = completion_body("chat", Completion("Paris.", "stop", Usage(), d, raw), "m", 1, "full")
     assert "prompt_token_ids" in plain.model_dump()  # no examples: sent on as the model sent it
     d.examples = [Candidate("e1", "q", "another user's answer", 0.9, [0.0])]
-    shown = completion_body("chat", Completion("Paris.", "stop", Usage(), d, raw), "m", 1)
+    shown = completion_body("chat", Completion("Paris.", "stop", Usage(), d, raw), "m", 1, "full")
     text = json.dumps(shown.model_dump())
     assert "prompt_token_ids" not in text
     assert "secret" not in text

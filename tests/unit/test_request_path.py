@@ -8,7 +8,15 @@ import pytest
 from requestpath_fakes import counter, request, stack
 
 from iccache_contract.settings import TenantLimits
-from iccache_sidecar.core.domain import Decision, Delta, Route, estimate_tokens
+from iccache_sidecar.core.domain import (
+    ChatMessage,
+    Decision,
+    Delta,
+    GenerationParams,
+    Route,
+    RouterRequest,
+    estimate_tokens,
+)
 from iccache_sidecar.core.errors import (
     BackendUnavailable,
     ContextTooLong,
@@ -186,7 +194,8 @@ async def test_tenant_overrides_set_the_ttl_and_cap_the_examples() -> None:
     s = stack(Route.LARGE, tenancy={"overrides": overrides, "default_tenant": "acme"})
     first = await s.service.complete(request("How tall is Mount Everest?"))
     await s.service.drain()
-    assert s.index.added == [{"request_id": first.decision.request_id, "ttl_seconds": 60}]
+    added = {"request_id": first.decision.request_id, "ttl_seconds": 60, "scope": None}
+    assert s.index.added == [added]
     s.index.put("acme", "Where is Lake Titicaca?", "Peru and Bolivia.")
     await s.service.complete(request("What is the longest river in Africa?"))
     await s.service.drain()
@@ -273,3 +282,48 @@ async def test_one_tenant_cannot_hold_every_slot() -> None:
     await held.aclose()
     again = await s.service.complete(request("Another question?", limits=capped))
     assert again.text == "large answer"
+
+
+def _chat(*turns: tuple[str, str], user: str | None = None) -> RouterRequest:
+    messages = tuple(ChatMessage(role, text) for role, text in turns)
+    return RouterRequest("acme", messages, GenerationParams(max_tokens=16), user=user)
+
+
+async def test_an_answer_shaped_by_a_system_prompt_serves_only_that_system_prompt() -> None:
+    s = stack(Route.LARGE)
+    pirate = ("system", "Answer as a pirate would.")
+    question = ("user", "How tall is Mount Everest?")
+    await s.service.complete(_chat(pirate, question))
+    await s.service.drain()
+    [row] = s.index.rows
+    assert row.scope is not None  # kept apart from lone questions
+    small = stack(Route.SMALL)
+    small.index.rows = s.index.rows
+    plain = await small.service.complete(_chat(("user", "How tall is mount Everest")))
+    other = await small.service.complete(_chat(("system", "Be brief."), question))
+    same = await small.service.complete(_chat(pirate, ("user", "how tall is Everest?")))
+    for unrelated in (plain, other):
+        assert unrelated.decision.example_ids == []
+        assert not unrelated.decision.exact_hit
+    assert same.decision.example_ids == [row.id]
+
+
+async def test_answers_shared_per_user_never_reach_another_user() -> None:
+    s = stack(Route.LARGE, cache={"share": "user"})
+    question = ("user", "What did I name my cat?")
+    await s.service.complete(_chat(question, user="ann"))
+    await s.service.drain()
+    [row] = s.index.rows
+    small = stack(Route.SMALL, cache={"share": "user"})
+    small.index.rows = s.index.rows
+    bob = await small.service.complete(_chat(question, user="bob"))
+    ann = await small.service.complete(_chat(("user", "what did I NAME my cat?"), user="ann"))
+    ann_again = await small.service.complete(_chat(("user", "Which name has my cat"), user="ann"))
+    assert not bob.decision.exact_hit
+    assert bob.decision.example_ids == []
+    assert ann.decision.exact_hit
+    assert ann_again.decision.example_ids == [row.id]
+    nobody = await small.service.complete(_chat(question))
+    await small.service.drain()
+    assert nobody.decision.ineligible == "no_user"
+    assert len(small.index.rows) == 1  # an answer to nobody in particular is not kept

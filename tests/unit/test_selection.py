@@ -67,3 +67,14 @@ def test_token_budget_is_respected_and_smaller_examples_still_fit() -> None:
 def test_at_most_max_examples() -> None:
     many = [cand(str(i), 0.9 - i / 100) for i in range(10)]
     assert len(select_examples(many, RULES)) == 3
+
+
+def test_feedback_alone_cannot_carry_a_far_example_past_the_nearest() -> None:
+    # A tenant's user rates every answer that used a planted example 1.0, a thousand
+    # times: it may win against a close rival, never against a clearly nearer one.
+    planted = cand("planted", 0.60, rated=1000, helped=1000)
+    nearest = cand("nearest", 0.90)
+    chosen = select_examples([nearest, planted], RULES)
+    assert [c.id for c in chosen] == ["nearest", "planted"]
+    close_rival = cand("close", 0.62)
+    assert select_examples([close_rival, planted], RULES)[0].id == "planted"

@@ -301,6 +301,7 @@ async def _measure(
             "grpc_port": gport,
             "max_concurrency": 256,
             "workers": workers,
+            "decision_details": "full",
         },
         "routing": {"exploration_rate": 0.0},
         "embedding": {

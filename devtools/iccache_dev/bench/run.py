@@ -132,7 +132,13 @@ def base_settings(stack: LocalStack, cfg: BenchConfig, index: str) -> RouterSett
             "redis": {"url": stack.redis.url, "index_name": index, "key_prefix": index},
             # A frozen cache: every system sees the same examples.
             "cache": {"exact_match": False, "store_large": False, "store_small": False},
-            "server": {"host": "127.0.0.1", "http_port": 0, "grpc_port": 0, "max_concurrency": 256},
+            "server": {
+                "host": "127.0.0.1",
+                "http_port": 0,
+                "grpc_port": 0,
+                "max_concurrency": 256,
+                "decision_details": "full",  # the benchmark counts routes and exact hits
+            },
             "retrieval": {"token_budget": 1024},
             # One tenant, the one the cache was seeded for (single-tenant mode).
             "tenancy": {"default_tenant": TENANT},

@@ -84,7 +84,12 @@ def standin_router(
         "small": {"base_url": models["small"].base_url, "model": "small", "cost_per_token": 0.2},
         "large": {"base_url": models["large"].base_url, "model": "large", "cost_per_token": 1.0},
         "redis": {"url": redis_url, "index_name": prefix, "key_prefix": prefix},
-        "server": {"host": "127.0.0.1", "http_port": http_port, "grpc_port": grpc_port},
+        "server": {
+            "host": "127.0.0.1",
+            "http_port": http_port,
+            "grpc_port": grpc_port,
+            "decision_details": "full",
+        },
     }
     config["server"].update(server or {})
     for name, values in sections.items():

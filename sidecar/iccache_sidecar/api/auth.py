@@ -36,6 +36,7 @@ class Caller:
     limits: TenantLimits
     who: str = "anonymous"  # for logs: a key's name, never the key
     models: frozenset[str] | None = None  # the models it may ask for (None: any)
+    user: str | None = None  # the end user the credentials name (None: none)
 
 
 class KeyRing:
@@ -110,7 +111,12 @@ class Authenticator:
     def guarded(self) -> tuple[str, ...]:
         """The headers that say who is calling (lower-case names)."""
         s = self.settings
-        return ("authorization", s.gateway_secret_header.lower(), s.header.lower())
+        return (
+            "authorization",
+            s.gateway_secret_header.lower(),
+            s.header.lower(),
+            s.user_header.lower(),
+        )
 
     def caller(self, headers: Mapping[str, str], claimed_tenant: str = "") -> Caller:
         """The caller of a request with these headers (HTTP headers or gRPC metadata,
@@ -143,7 +149,8 @@ class Authenticator:
                     f"{'missing' if not presented else 'wrong'} {s.gateway_secret_header}"
                 )
             tenant = check_tenant(headers.get(s.header.lower()) or s.default_tenant)
-            return Caller(tenant, s.limits_of(tenant), who="gateway")
+            user = headers.get(s.user_header.lower()) or None
+            return Caller(tenant, s.limits_of(tenant), who="gateway", user=user)
         return Caller(s.default_tenant, s.limits_of(s.default_tenant))
 
     def _by_key(self, authorization: str | None) -> Caller:
@@ -164,4 +171,6 @@ class Authenticator:
         )
         limits = own.over(self.settings.limits_of(entry.tenant))
         models = frozenset(entry.models) if entry.models is not None else None
-        return Caller(entry.tenant, limits, who=entry.name or "api-key", models=models)
+        # Each key is an end user of its own (cache.share: user keeps their answers apart).
+        user = f"key:{key_digest(key.strip())[:16]}"
+        return Caller(entry.tenant, limits, who=entry.name or "api-key", models=models, user=user)

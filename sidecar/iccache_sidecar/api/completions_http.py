@@ -7,9 +7,10 @@ from __future__ import annotations
 import time
 
 from fastapi import APIRouter, Request
-from fastapi.responses import Response, StreamingResponse
+from fastapi.responses import Response
 from pydantic import BaseModel
 
+from iccache_sidecar.api.decision_view import visible
 from iccache_sidecar.api.http_errors import ERROR_RESPONSES, json_response
 from iccache_sidecar.api.http_state import HttpState, State
 from iccache_sidecar.api.intake import build_request, chat_messages
@@ -30,6 +31,7 @@ from iccache_sidecar.api.openai_schema import (
     CompletionRequestBase,
 )
 from iccache_sidecar.api.sse import Kind, completion_id, sse
+from iccache_sidecar.api.streaming import ClosingStreamingResponse
 from iccache_sidecar.core.domain import ChatMessage, Completion, Decision, RouterRequest
 from iccache_sidecar.core.errors import IccacheError
 from iccache_sidecar.core.passthrough import scrubbed
@@ -55,17 +57,25 @@ async def models(state: State) -> ModelList:
     return ModelList(data=[ModelCard(id=n) for n in names])
 
 
-def decision_headers(d: Decision) -> dict[str, str]:
-    return {
+def decision_headers(decision: Decision, details: str) -> dict[str, str]:
+    d = visible(decision, details)
+    headers = {
         "x-iccache-request-id": d.request_id,
-        "x-iccache-route": "exact" if d.exact_hit else d.route.value,
-        "x-iccache-examples": str(len(d.examples)),
-        "x-iccache-similarity": f"{d.max_similarity:.4f}",
+        "x-iccache-route": d.route.value,
         "x-iccache-degraded": ",".join(d.degraded) or "none",
     }
+    if details == "full":
+        headers |= {
+            "x-iccache-route": "exact" if d.exact_hit else d.route.value,
+            "x-iccache-examples": str(len(d.examples)),
+            "x-iccache-similarity": f"{d.max_similarity:.4f}",
+        }
+    return headers
 
 
-def completion_body(kind: Kind, done: Completion, model: str, created: int) -> BaseModel:
+def completion_body(
+    kind: Kind, done: Completion, model: str, created: int, details: str
+) -> BaseModel:
     """The one response body of a whole answer, chat or text."""
     d = done.decision
     common = {
@@ -73,7 +83,7 @@ def completion_body(kind: Kind, done: Completion, model: str, created: int) -> B
         "created": created,
         "model": model,
         "usage": UsageOut.of(done.usage),
-        "iccache": DecisionOut.of(d),
+        "iccache": DecisionOut.of(d, details),
     }
     if kind == "text":
         choice = TextChoice(text=done.text, finish_reason=done.finish_reason)
@@ -117,16 +127,17 @@ async def _answer(
     )
     created = int(time.time())
     model = state.public_model
+    details = state.service.settings.server.decision_details
     if body.stream:
         events = state.service.stream(req)
         first = await anext(events)  # planning errors become HTTP errors, before any byte
         if not isinstance(first, Decision):  # pragma: no cover - stream() yields it first
             raise IccacheError("stream did not start with a decision")
-        return StreamingResponse(
-            sse(first, events, kind, model, created, req.params.stream_usage),
+        return ClosingStreamingResponse(
+            sse(first, events, kind, model, created, details, req.params.stream_usage),
             media_type="text/event-stream",
-            headers=decision_headers(first),
+            headers=decision_headers(first, details),
         )
     done = await state.service.complete(req)
-    body_out = completion_body(kind, done, model, created)
-    return json_response(body_out, headers=decision_headers(done.decision))
+    body_out = completion_body(kind, done, model, created, details)
+    return json_response(body_out, headers=decision_headers(done.decision, details))

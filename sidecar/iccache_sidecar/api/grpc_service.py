@@ -13,6 +13,7 @@ from pydantic import ValidationError
 from starlette.datastructures import Headers
 
 from iccache_sidecar.api.auth import Authenticator
+from iccache_sidecar.api.decision_view import visible
 from iccache_sidecar.api.grpc_errors import ErrorStatusInterceptor
 from iccache_sidecar.api.intake import build_request, chat_messages, validation_message
 from iccache_sidecar.api.openai_schema import ChatCompletionRequest
@@ -30,7 +31,9 @@ _ROUTES = {Route.SMALL: pb.MODEL_CHOICE_SMALL, Route.LARGE: pb.MODEL_CHOICE_LARG
 _FORCE = {pb.MODEL_CHOICE_SMALL: "small", pb.MODEL_CHOICE_LARGE: "large"}
 
 
-def decision_pb(d: Decision) -> Any:
+def decision_pb(decision: Decision, details: str) -> Any:
+    """The decision as the caller may see it (``server.decision_details``)."""
+    d = visible(decision, details)
     return pb.Decision(
         request_id=d.request_id,
         model=_ROUTES[d.route],
@@ -55,6 +58,7 @@ class RouterServicer(pb_grpc.RouterServicer):
         self.service = service
         self.auth = auth
         self._models = {b.model: route for route, b in service.backends.items()}
+        self._details = service.settings.server.decision_details
 
     def _request(self, msg: Any, context: grpc.aio.ServicerContext) -> RouterRequest:
         settings = self.service.settings
@@ -109,7 +113,7 @@ class RouterServicer(pb_grpc.RouterServicer):
             text=done.text,
             finish_reason=done.finish_reason,
             usage=usage_pb(done.usage),
-            decision=decision_pb(done.decision),
+            decision=decision_pb(done.decision, self._details),
         )
 
     async def GenerateStream(
@@ -117,7 +121,7 @@ class RouterServicer(pb_grpc.RouterServicer):
     ) -> AsyncIterator[Any]:
         async for event in self.service.stream(self._request(request, context)):
             if isinstance(event, Decision):
-                yield pb.GenerateChunk(decision=decision_pb(event))
+                yield pb.GenerateChunk(decision=decision_pb(event, self._details))
             elif isinstance(event, Delta) and (event.text or event.finish_reason or event.usage):
                 yield pb.GenerateChunk(
                     delta=event.text,

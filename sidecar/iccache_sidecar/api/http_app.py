@@ -19,6 +19,7 @@ from iccache_sidecar.api.body_limit import BodyLimit
 from iccache_sidecar.api.http_errors import install_error_handlers
 from iccache_sidecar.api.http_state import HttpState
 from iccache_sidecar.api.replica import ReplicaHeader, replica_name
+from iccache_sidecar.api.send_deadline import SendDeadline
 from iccache_sidecar.core.errors import ErrorKind
 
 # The routes whose caller the authenticator names (the admin API checks its own key).
@@ -52,6 +53,11 @@ def create_http_app(state: HttpState) -> FastAPI:
         on_refused=lambda kind: errors.labels(kind.value).inc(),
     )
     app.add_middleware(ReplicaHeader, replica=replica_name())
+    app.add_middleware(
+        SendDeadline,
+        seconds=server.send_timeout_seconds,
+        on_stall=errors.labels(ErrorKind.SLOW_CLIENT.value).inc,
+    )
     install_error_handlers(app)
     for module in (
         completions_http,

@@ -107,6 +107,7 @@ def build_request(
         no_store=body.iccache.no_store or headers.get("x-iccache-no-store") == "true",
         force=force,
         limits=caller.limits,
+        user=caller.user,
     )
 
 

@@ -7,6 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from iccache_sidecar.api.decision_view import visible
 from iccache_sidecar.core.domain import Decision, Usage
 
 
@@ -51,7 +52,9 @@ class DecisionOut(BaseModel):
     )
 
     @classmethod
-    def of(cls, d: Decision) -> DecisionOut:
+    def of(cls, decision: Decision, details: str) -> DecisionOut:
+        """The decision as the caller may see it (``server.decision_details``)."""
+        d = visible(decision, details)
         return cls(
             request_id=d.request_id,
             route="exact" if d.exact_hit else d.route.value,

@@ -14,7 +14,7 @@ from functools import partial
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import JSONResponse, Response
 
 from iccache_sidecar.api.completions_http import decision_headers
 from iccache_sidecar.api.http_errors import ERROR_RESPONSES
@@ -33,6 +33,7 @@ from iccache_sidecar.api.responses_convert import (
 )
 from iccache_sidecar.api.responses_schema import ResponseCreateRequest
 from iccache_sidecar.api.responses_sse import response_events
+from iccache_sidecar.api.streaming import ClosingStreamingResponse
 from iccache_sidecar.core.domain import Decision, Usage
 from iccache_sidecar.core.errors import DependencyDown, IccacheError, UnknownRequest
 from iccache_sidecar.storage.responses import ResponseStore
@@ -71,6 +72,7 @@ async def create_response(body: ResponseCreateRequest, http: Request, state: Sta
     )
     created = int(time.time())
     model = state.public_model
+    details = state.service.settings.server.decision_details
 
     def response_of(
         d: Decision, status: str, output: list[Wire], usage: Usage | None, finish: str | None
@@ -84,7 +86,7 @@ async def create_response(body: ResponseCreateRequest, http: Request, state: Sta
             output=output,
             usage=usage,
             finish_reason=finish,
-            decision=DecisionOut.of(d).model_dump(),
+            decision=DecisionOut.of(d, details).model_dump(),
         )
 
     async def keep(text: str, raw: Mapping[str, Any] | None, out: Wire) -> None:
@@ -98,17 +100,17 @@ async def create_response(body: ResponseCreateRequest, http: Request, state: Sta
         if not isinstance(first, Decision):  # pragma: no cover - stream() yields it first
             raise IccacheError("stream did not start with a decision")
 
-        return StreamingResponse(
+        return ClosingStreamingResponse(
             response_events(first, events, partial(response_of, first), keep),
             media_type="text/event-stream",
-            headers=decision_headers(first),
+            headers=decision_headers(first, details),
         )
     done = await state.service.complete(req)
     d = done.decision
     output = output_items(f"msg_{d.request_id}", done.text, done.raw)
     out = response_of(d, "completed", output, done.usage, done.finish_reason)
     await keep(done.text, done.raw, out)
-    return JSONResponse(out, headers=decision_headers(d))
+    return JSONResponse(out, headers=decision_headers(d, details))
 
 
 @router.get("/v1/responses/{response_id}", responses=ERROR_RESPONSES)

@@ -80,10 +80,11 @@ async def sse(
     kind: Kind,
     model: str,
     created: int,
+    details: str,
     include_usage: bool = False,
 ) -> AsyncIterator[bytes]:
     cid = completion_id(kind, decision.request_id)
-    yield _chunk(kind, cid, created, model, "", None, DecisionOut.of(decision))
+    yield _chunk(kind, cid, created, model, "", None, DecisionOut.of(decision, details))
     usage: Usage | None = None
     usage_sent = False
     try:

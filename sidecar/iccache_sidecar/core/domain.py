@@ -62,6 +62,7 @@ class RouterRequest:
     no_store: bool = False
     force: Route | None = None
     limits: TenantLimits | None = None  # the caller's rates (None: unlimited)
+    user: str | None = None  # the end user, when the credentials name one
 
     @property
     def query(self) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Sequence
 
@@ -48,3 +49,23 @@ def retrieval_text(messages: Sequence[ChatMessage], context_turns: int) -> str:
     ("and in French?") is embedded, and stored, with what it follows."""
     users = [m.content for m in messages if m.role == "user" and m.content.strip()]
     return "\n".join(users[-(context_turns + 1) :]) if users else ""
+
+
+def example_scope(messages: Sequence[ChatMessage], user: str | None = None) -> str | None:
+    """Which answers may serve this conversation as examples, beyond its tenant: the
+    turns other than the user's (system prompts, earlier answers, tool results) shape an
+    answer as much as the question does, so an answer is shared only with conversations
+    that agree on them, and, when ``user`` is given, only with that user. None: a lone
+    question, shared tenant-wide (the scope of every example stored before scopes)."""
+    shaping = [f"[{m.role}] {m.content}" for m in messages if m.role != "user"]
+    if not shaping and user is None:
+        return None
+    text = "\n".join(shaping) + ("" if user is None else f"\n[end user] {user}")
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def exact_scope_text(messages: Sequence[ChatMessage], user: str | None = None) -> str:
+    """What names a conversation's exact hit: every turn, and the end user when answers
+    are shared per user."""
+    text = conversation_text(messages)
+    return text if user is None else f"[end user] {user}\n{text}"

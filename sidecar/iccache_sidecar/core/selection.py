@@ -21,10 +21,20 @@ class SelectionRules:
     diversity: float  # 0: ignore redundancy; 1: redundancy costs as much as utility
     value_weight: float  # 0: similarity only; 1: learned value only
     min_value: float = 0.2  # examples learned to hurt are never used
+    max_value_lift: float = 0.05  # the most good outcomes can raise a candidate's utility
 
 
-def utility(candidate: Candidate, value_weight: float) -> float:
-    return (1.0 - value_weight) * candidate.similarity + value_weight * candidate.value
+NEUTRAL_VALUE = 0.5  # the value of an example nobody has rated
+
+
+def utility(candidate: Candidate, value_weight: float, max_value_lift: float = 1.0) -> float:
+    """Similarity and learned value, mixed. Good outcomes lift a candidate by at most
+    ``max_value_lift`` above what its similarity alone gives it, so feedback (which
+    a tenant's users control) reorders close candidates but cannot carry a far one, a
+    planted answer, past the nearest; bad outcomes lower it without bound."""
+    base = (1.0 - value_weight) * candidate.similarity + value_weight * NEUTRAL_VALUE
+    lift = value_weight * (candidate.value - NEUTRAL_VALUE)
+    return base + min(lift, max_value_lift)
 
 
 def example_tokens(candidate: Candidate) -> int:
@@ -47,7 +57,9 @@ def select_examples(candidates: Sequence[Candidate], rules: SelectionRules) -> l
 
         def mmr(c: Candidate) -> float:
             redundancy = max((float(c.vector @ s.vector) for s in chosen), default=0.0)
-            return utility(c, rules.value_weight) - rules.diversity * redundancy
+            return (
+                utility(c, rules.value_weight, rules.max_value_lift) - rules.diversity * redundancy
+            )
 
         best = max(pool, key=mmr)
         pool.remove(best)

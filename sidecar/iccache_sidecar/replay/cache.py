@@ -54,11 +54,13 @@ class ReplayCache:
         return sorted(as_text(v) for v in values)
 
     async def ranked_by_gain(self, tenant: str, limit: int) -> list[Ranked]:
-        """The tenant's examples with a positive gain, highest first."""
+        """The tenant's unscoped examples with a positive gain, highest first (a scoped
+        one cannot be answered again without the system prompt or turns that shaped it)."""
         if limit <= 0:
             return []
         query = (
-            Query(f"{self.layout.tenant_filter(tenant)} @{F.GAIN}:[(0 +inf]")
+            # Only tenant-wide examples: a scoped one was shaped by turns it does not keep.
+            Query(f"{self.layout.scoped_filter(tenant, None)} @{F.GAIN}:[(0 +inf]")
             .sort_by(F.GAIN, asc=False)
             .return_fields(F.TENANT, F.PROMPT, F.RESPONSE, F.GAIN)
             .return_field(F.EMBEDDING, decode_field=False)

@@ -18,7 +18,11 @@ class Admission(StrEnum):
     TOO_LONG = "too_long"
     DUPLICATE = "duplicate"
     FULL = "full"  # the tenant holds as many examples as its capacity override allows
-    SHAPED = "shaped"  # stop sequences made it: it does not stand for the question alone
+    SHAPED = "shaped"  # the client shaped it: it does not stand for the question alone
+    CUT = "cut"  # it did not end by itself (max_tokens, a filter): not a whole answer
+
+
+HOT_TEMPERATURE = 1.0  # above this, sampling shapes the answer more than the question does
 
 
 def admit(
@@ -30,17 +34,24 @@ def admit(
     embedded: bool,
     nearest_similarity: float | None,
     cache: CacheSettings,
+    finish_reason: str | None = "stop",
 ) -> Admission:
     """Store an answer only if the client allows it, the cache could serve the request
     (or ``cache.ineligible.store`` says to keep it anyway), it was embedded, it is not
     empty, its model's answers are kept (small ones only when configured, never after a
     fall-over to the small model), it fits an example's size and it is not a near
-    duplicate of what is cached. An answer shaped by stop sequences is not kept: it would
-    be served to everyone in the tenant as an exact hit or an example, keyed on the
-    conversation alone."""
+    duplicate of what is cached. Only an answer that stands for the question alone is
+    kept, since it is served to everyone in its scope as an exact hit or an example: not
+    one the model did not end itself (``finish_reason`` other than ``stop``: cut at
+    ``max_tokens``, unless ``cache.store_cut``), nor one shaped by the client's stop
+    sequences or hot sampling. (A forced model's answer is kept as a routed one would be:
+    forcing picks the model, not what it says.)"""
     if req.no_store or req.skip_cache or not embedded or not answer.strip():
         return Admission.SKIPPED
-    if req.params.stop:
+    if finish_reason != "stop" and not cache.store_cut:
+        return Admission.CUT
+    hot = req.params.temperature is not None and req.params.temperature > HOT_TEMPERATURE
+    if req.params.stop or hot:
         return Admission.SHAPED
     if decision.ineligible is not None and not cache.ineligible.store:
         return Admission.SKIPPED

@@ -19,7 +19,7 @@ from iccache_sidecar.core.domain import (
     estimate_tokens,
 )
 from iccache_sidecar.core.errors import DependencyDown, UnknownRequest
-from iccache_sidecar.core.prompting import conversation_text, prompt_tokens
+from iccache_sidecar.core.prompting import prompt_tokens
 from iccache_sidecar.metrics import Metrics
 from iccache_sidecar.requestpath.admission import Admission, admit, example_text
 from iccache_sidecar.requestpath.decisions import DecisionLog
@@ -85,8 +85,11 @@ class Aftercare:
         self.decisions.remember(plan.decision)
         return Completion(answer, "stop", usage, plan.decision)
 
-    def answered(self, plan: Plan, req: RouterRequest, text: str, usage: Usage) -> None:
-        """Count a model's answer and start the work that learns from it."""
+    def answered(
+        self, plan: Plan, req: RouterRequest, text: str, usage: Usage, finish_reason: str | None
+    ) -> None:
+        """Count a model's answer and start the work that learns from it (and perhaps
+        keeps it: ``finish_reason`` says whether the model ended it itself)."""
         d = plan.decision
         route = d.route.value
         self.metrics.requests.labels(route, self.metrics.tenant_label(d.tenant)).inc()
@@ -105,7 +108,7 @@ class Aftercare:
         if self.limiter is not None and req.limits and req.limits.tokens_per_minute:
             spent_tokens = usage.prompt_tokens + usage.completion_tokens
             self._spawn(self.limiter.charge(req.tenant, spent_tokens))
-        self._spawn(self._learn(plan, req, text))
+        self._spawn(self._learn(plan, req, text, finish_reason))
         check = self.check
         if check is not None and (check.rewards or check.compares):
             if d.verified is not None:  # checked before the response (verify mode)
@@ -149,7 +152,9 @@ class Aftercare:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
     # -- off the hot path ---------------------------------------------------------------
-    async def _learn(self, plan: Plan, req: RouterRequest, text: str) -> None:
+    async def _learn(
+        self, plan: Plan, req: RouterRequest, text: str, finish_reason: str | None
+    ) -> None:
         d = plan.decision
         if self.index is None:
             return
@@ -157,7 +162,7 @@ class Aftercare:
             if d.examples:
                 await self.index.record_selection(d.example_ids, self._gain(d))
             await self.decisions.save(d)
-            await self._admit(plan, req, text)
+            await self._admit(plan, req, text, finish_reason)
         except DependencyDown as exc:
             log.warning("after-response work skipped, redis failed: %s", exc)
 
@@ -198,7 +203,9 @@ class Aftercare:
         except DependencyDown as exc:
             log.warning("probe outcome not learned, redis failed: %s", exc)
 
-    async def _admit(self, plan: Plan, req: RouterRequest, text: str) -> None:
+    async def _admit(
+        self, plan: Plan, req: RouterRequest, text: str, finish_reason: str | None
+    ) -> None:
         cache = self.settings.cache
         outcome = admit(
             req,
@@ -208,6 +215,7 @@ class Aftercare:
             embedded=plan.vector is not None,
             nearest_similarity=plan.nearest_similarity,
             cache=cache,
+            finish_reason=finish_reason,
         )
         override = self.settings.tenancy.overrides.get(req.tenant)
         index = self.index
@@ -221,9 +229,10 @@ class Aftercare:
                 answer,
                 plan.vector,
                 plan.decision.backend_model,
-                exact_text=conversation_text(req.messages),
+                exact_text=plan.exact_text,
                 request_id=plan.decision.request_id,
                 ttl_seconds=override.ttl_seconds if override else None,
+                scope=plan.scope,
             )
         self.metrics.admissions.labels(outcome.value).inc()
 

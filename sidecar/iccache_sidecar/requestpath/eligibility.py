@@ -26,6 +26,7 @@ REASONS = (
     "seed",
     "prompt_echo",
     "shaping_field",
+    "no_user",  # cache.share is "user" and the credentials name no end user
 )
 # Fields the checks above read themselves (tool_choice and parallel_tool_calls mean
 # nothing without tools).

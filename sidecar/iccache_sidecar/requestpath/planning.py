@@ -26,7 +26,8 @@ from iccache_sidecar.core.domain import (
 )
 from iccache_sidecar.core.errors import DependencyDown
 from iccache_sidecar.core.prompting import (
-    conversation_text,
+    exact_scope_text,
+    example_scope,
     prompt_tokens,
     retrieval_text,
     with_examples,
@@ -61,6 +62,8 @@ class Plan:
     selected: list[Candidate] = field(default_factory=list)  # by utility, before routing
     exact_answer: str | None = None
     retrieval_text: str = ""  # what was embedded: also the prompt an admitted example keeps
+    scope: str | None = None  # which examples it may use and share (None: tenant-wide)
+    exact_text: str = ""  # what names its exact hit
     # A held request's small-model prompt (with its examples), for a probe
     probe: list[ChatMessage] | None = None
     probe_examples: list[Candidate] = field(default_factory=list)
@@ -80,6 +83,7 @@ def selection_rules(settings: RouterSettings) -> SelectionRules:
         min_similarity=r.min_similarity,
         diversity=r.diversity,
         value_weight=r.value_weight,
+        max_value_lift=r.max_value_lift,
     )
 
 
@@ -124,6 +128,27 @@ class Planner:
         candidates: list[Candidate] = []
         text = retrieval_text(req.messages, self.settings.retrieval.context_turns)
         allowed = self._eligibility(decision, req)
+        user = req.user if self.settings.cache.share == "user" else None
+        scope = example_scope(req.messages, user)
+        exact_text = exact_scope_text(req.messages, user)
+
+        def planned(
+            messages: list[ChatMessage],
+            candidates: list[Candidate],
+            selected: list[Candidate] | None = None,
+            exact_answer: str | None = None,
+        ) -> Plan:
+            return Plan(
+                decision,
+                messages,
+                vector,
+                candidates,
+                selected or [],
+                exact_answer,
+                retrieval_text=text,
+                scope=scope,
+                exact_text=exact_text,
+            )
 
         # The exact check's round trip to Redis runs while the text is embedded: a miss
         # (the usual case) waits for the embedding only; a hit drops the embedding,
@@ -133,24 +158,22 @@ class Planner:
             embedding = asyncio.create_task(self._embedding(text))
         if allowed.exact_hits and self._exact_allowed(req):
             try:
-                answer = await self._exact(decision, req)
+                answer = await self._exact(decision, req, exact_text)
             except BaseException:
                 _drop(embedding)
                 raise
             if answer is not None:
                 _drop(embedding)
-                return Plan(decision, [], None, [], exact_answer=answer, retrieval_text=text)
+                return planned([], [], exact_answer=answer)
 
         if embedding is not None:
             vector = await self._embedded(decision, embedding)
             if vector is not None:
-                candidates = await self._retrieve(decision, vector)
+                candidates = await self._retrieve(decision, vector, scope)
         if allowed.exact_hits and not req.skip_cache and req.force is None and candidates:
             reused = self._reused(decision, candidates[0])
             if reused is not None:
-                return Plan(
-                    decision, [], vector, candidates, exact_answer=reused, retrieval_text=text
-                )
+                return planned([], candidates, exact_answer=reused)
 
         with self._stage("select"):
             usable = candidates if allowed.examples else []
@@ -169,7 +192,7 @@ class Planner:
 
         check_content(self.backends[decision.route].settings, req)
         messages = list(req.messages)
-        plan = Plan(decision, messages, vector, candidates, examples, retrieval_text=text)
+        plan = planned(messages, candidates, examples)
         small = self.backends[Route.SMALL].settings
         if decision.route is Route.SMALL:
             decision.examples = fit_examples(examples, req, small)
@@ -187,24 +210,26 @@ class Planner:
         """What the cache may do for this request: everything, or for a request it cannot
         serve faithfully, what ``cache.ineligible`` allows."""
         reason = ineligibility(req)
+        if reason is None and self.settings.cache.share == "user" and req.user is None:
+            reason = "no_user"  # answers are shared per user, and nobody is named
         if reason is None:
             return EVERYTHING
         decision.ineligible = reason
         self.metrics.ineligible.labels(reason).inc()
         allowed = self.settings.cache.ineligible
-        if reason == "prompt_echo":  # the answer would carry the prompt: never examples
+        if reason in ("prompt_echo", "no_user"):  # never examples, hits or storing
             return IneligibleSettings(route=allowed.route)
         return allowed
 
     def _exact_allowed(self, req: RouterRequest) -> bool:
         return not req.skip_cache and self.settings.cache.exact_match and req.force is None
 
-    async def _exact(self, decision: Decision, req: RouterRequest) -> str | None:
+    async def _exact(self, decision: Decision, req: RouterRequest, text: str) -> str | None:
         index = self.cache.usable(decision)
         if index is None:
             return None
         try:
-            hit = await index.exact(req.tenant, conversation_text(req.messages))
+            hit = await index.exact(req.tenant, text)
         except DependencyDown as exc:
             self.cache.failed(decision, exc)
             return None
@@ -244,14 +269,16 @@ class Planner:
             mark_degraded(decision, self.metrics, "embedder")
             return None
 
-    async def _retrieve(self, decision: Decision, vector: Vector) -> list[Candidate]:
+    async def _retrieve(
+        self, decision: Decision, vector: Vector, scope: str | None
+    ) -> list[Candidate]:
         index = self.cache.usable(decision)
         if index is None:
             return []
         try:
             with self._stage("retrieve"):
                 return await index.search(
-                    decision.tenant, vector, self.settings.retrieval.candidates
+                    decision.tenant, vector, self.settings.retrieval.candidates, scope
                 )
         except DependencyDown as exc:
             self.cache.failed(decision, exc)

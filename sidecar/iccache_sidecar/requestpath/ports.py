@@ -36,7 +36,9 @@ class ExampleIndex(Protocol):
 
     async def exact(self, tenant: str, prompt: str) -> StoredExample | None: ...
 
-    async def search(self, tenant: str, vector: Vector, k: int) -> list[Candidate]: ...
+    async def search(
+        self, tenant: str, vector: Vector, k: int, scope: str | None = None
+    ) -> list[Candidate]: ...
 
     async def add(
         self,
@@ -49,6 +51,7 @@ class ExampleIndex(Protocol):
         exact_text: str | None = None,
         request_id: str | None = None,
         ttl_seconds: int | None = None,
+        scope: str | None = None,
     ) -> str: ...
 
     async def count(self) -> int: ...

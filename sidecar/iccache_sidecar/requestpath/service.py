@@ -114,7 +114,7 @@ class RouterService:
                 reply = await self.generator.complete(plan, req)
             if self.check is not None and self.check.gates and plan.decision.route is Route.SMALL:
                 reply = await self._verified(plan, req, reply)
-            self.aftercare.answered(plan, req, reply.text, reply.usage)
+            self.aftercare.answered(plan, req, reply.text, reply.usage, reply.finish_reason)
             return Completion(
                 reply.text, reply.finish_reason, reply.usage, plan.decision, reply.raw
             )
@@ -169,10 +169,11 @@ class RouterService:
                 answer = await self._verified(plan, req, await self.generator.complete(plan, req))
                 yield plan.decision
                 yield Delta(answer.text, answer.finish_reason, answer.usage)
-                self.aftercare.answered(plan, req, answer.text, answer.usage)
+                self.aftercare.answered(plan, req, answer.text, answer.usage, answer.finish_reason)
                 return
             parts: list[str] = []
             usage = Usage()
+            finish: str | None = None
             sent_decision = False
             if self._opens(plan, req, streamed=True):
                 assert self.opening is not None
@@ -185,6 +186,7 @@ class RouterService:
                     yield plan.decision
                 parts.append(delta.text)
                 usage = delta.usage or usage
+                finish = delta.finish_reason or finish
                 yield delta
             text = "".join(parts)
             if not (usage.prompt_tokens or usage.completion_tokens):
@@ -193,7 +195,7 @@ class RouterService:
                 # that asked for usage gets the estimate).
                 usage = estimated_usage(plan, text)
                 yield Delta("", None, usage)
-            self.aftercare.answered(plan, req, text, usage)
+            self.aftercare.answered(plan, req, text, usage, finish)
 
     async def _within_limits(self, req: RouterRequest) -> None:
         await self.admit(req.tenant, req.limits)

@@ -25,7 +25,13 @@ from iccache_sidecar.core.domain import (
     estimate_tokens,
 )
 from iccache_sidecar.core.errors import DependencyDown
-from iccache_sidecar.storage.layout import DISTANCE, ExampleField, RedisLayout, as_text
+from iccache_sidecar.storage.layout import (
+    DISTANCE,
+    ExampleField,
+    RedisLayout,
+    as_text,
+    scope_field,
+)
 from iccache_sidecar.storage.redis_io import redis_call
 
 F = ExampleField
@@ -135,11 +141,24 @@ class ExampleStore:
                     f"index {self.layout.index_name!r} holds {found}-dimension vectors but "
                     f"the embedder makes {dimensions}; use another index name or drop it"
                 )
+            if F.SCOPE not in _index_fields(info):  # made before scopes: add the field
+                await self._add_scope_field()
             return _num_docs(info)
         schema = self.layout.index_schema(dimensions)
         definition = self.layout.index_definition()
         await redis_call(lambda: ft.create_index(schema, definition=definition))
         return 0
+
+    async def _add_scope_field(self) -> None:
+        """An index made by an older release lacks the scope field; its examples all
+        lack a scope too, so they stay tenant-wide. Another replica may add it first."""
+        try:
+            await self._ft.alter_schema_add([scope_field()])
+        except ResponseError as exc:
+            if "duplicate" not in str(exc).lower():
+                raise DependencyDown(f"redis: adding the scope field: {exc}") from exc
+        except RedisError as exc:
+            raise DependencyDown(f"redis: {exc}") from exc
 
     async def count(self) -> int:
         return _num_docs(await redis_call(lambda: self._ft.info()))
@@ -148,10 +167,13 @@ class ExampleStore:
         return bool(await redis_call(lambda: self._r.ping()))
 
     # -- read -------------------------------------------------------------------------
-    async def search(self, tenant: str, vector: Vector, k: int) -> list[Candidate]:
-        """The ``k`` nearest examples of ``tenant`` (and only of ``tenant``)."""
+    async def search(
+        self, tenant: str, vector: Vector, k: int, scope: str | None = None
+    ) -> list[Candidate]:
+        """The ``k`` nearest examples of ``tenant`` (and only of ``tenant``) in ``scope``
+        (None: the unscoped ones, stored from lone questions)."""
         vector_part = f"KNN {k} @{F.EMBEDDING} $vec{self._policy} AS {DISTANCE}"
-        knn = f"({self.layout.tenant_filter(tenant)})=>[{vector_part}]"
+        knn = f"({self.layout.scoped_filter(tenant, scope)})=>[{vector_part}]"
         query = (
             Query(knn)
             .sort_by(DISTANCE)
@@ -213,12 +235,14 @@ class ExampleStore:
         exact_text: str | None = None,
         request_id: str | None = None,
         ttl_seconds: int | None = None,
+        scope: str | None = None,
     ) -> str:
         """Store one example atomically (the hash and its exact-match key together).
         The exact-match key is made from ``exact_text`` (the whole conversation) when
         given, else from the prompt; the hash keeps the key's name for deletion. With a
         ``request_id``, that request's answer can be found (and forgotten) later.
-        ``ttl_seconds`` overrides the store's TTL (0: none)."""
+        ``ttl_seconds`` overrides the store's TTL (0: none); ``scope`` limits whom it
+        serves within the tenant."""
         example_id = uuid.uuid4().hex
         key = self.layout.example_key(example_id)
         exact = self.layout.exact_key(tenant, prompt if exact_text is None else exact_text)
@@ -226,6 +250,8 @@ class ExampleStore:
         mapping[F.EXACT_KEY] = exact
         if request_id is not None:
             mapping[F.REQUEST_ID] = request_id
+        if scope is not None:
+            mapping[F.SCOPE] = scope
         mapping.update(extra or {})
         ttl = self.ttl if ttl_seconds is None else ttl_seconds
         keys = [key, exact] + ([self.layout.stored_key(request_id)] if request_id else [])
@@ -378,6 +404,10 @@ class RedisBanditStore:
                 await pipe.execute()
 
         await redis_call(write)
+
+
+def _index_fields(info: dict[Any, Any]) -> set[str]:
+    return {as_text(attr[1]) for attr in info.get("attributes", []) if len(attr) > 1}
 
 
 def _num_docs(info: Any) -> int:

@@ -61,6 +61,7 @@ class ExampleField(StrEnum):
     PARENT = "parent"  # the example a companion was created from
     EXACT_KEY = "exact_key"  # the name of its exact-match key (absent in older examples)
     REQUEST_ID = "request_id"  # the request whose answer it is (router admissions)
+    SCOPE = "scope"  # whom it may serve within its tenant (absent: anyone; see example_scope)
 
 
 DISTANCE = "distance"  # the KNN score's alias in search results
@@ -154,6 +155,7 @@ class RedisLayout:
     def index_schema(self, dimensions: int) -> list[Field]:
         return [
             TagField(ExampleField.TENANT, case_sensitive=True),
+            scope_field(),
             TagField(ExampleField.MODEL),
             TextField(ExampleField.PROMPT),
             NumericField(ExampleField.CREATED_AT, sortable=True),
@@ -171,3 +173,17 @@ class RedisLayout:
     @staticmethod
     def tenant_filter(tenant: str) -> str:
         return f"@{ExampleField.TENANT}:{{{escape_tag(tenant)}}}"
+
+    @staticmethod
+    def scoped_filter(tenant: str, scope: str | None) -> str:
+        """A tenant's examples of one scope: those with no scope (lone questions, shared
+        tenant-wide) when ``scope`` is None."""
+        tenant_part = RedisLayout.tenant_filter(tenant)
+        if scope is None:
+            return f"{tenant_part} ismissing(@{ExampleField.SCOPE})"
+        return f"{tenant_part} @{ExampleField.SCOPE}:{{{escape_tag(scope)}}}"
+
+
+def scope_field() -> TagField:
+    """The scope TAG; examples without one are found with ``ismissing``."""
+    return TagField(ExampleField.SCOPE, case_sensitive=True, index_missing=True)
