@@ -72,12 +72,7 @@ def service_monitor_crd(cluster: LocalCluster) -> None:
     for plural in ("servicemonitors", "prometheusrules"):
         crd = cluster.binaries.folder / f"monitoring.coreos.com_{plural}.yaml"
         cluster.kubectl("apply", "--server-side", "-f", str(crd))
-        cluster.kubectl(
-            "wait",
-            "--for=condition=Established",
-            "--timeout=60s",
-            f"crd/{plural}.monitoring.coreos.com",
-        )
+        cluster.wait_established(f"{plural}.monitoring.coreos.com")
 
 
 def test_every_rendered_manifest_passes_server_side_dry_run(

@@ -248,6 +248,7 @@ def step(journey: Journey, request: pytest.FixtureRequest) -> Iterator[Journey]:
 def test_1_helm_install_runs_the_operator_pod(step: Journey) -> None:
     repo, tag = step.images["operator"].rsplit(":", 1)
     step.kubectl("create", "namespace", SYSTEM)
+    step.kubectl("create", "namespace", NAMESPACE)  # the chart's Role goes there
     step.helm(
         "install",
         RELEASE,
@@ -260,6 +261,8 @@ def test_1_helm_install_runs_the_operator_pod(step: Journey) -> None:
         f"image.tag={tag}",
         "--set",
         f"sidecarImage.repository={step.images['sidecar'].rsplit(':', 1)[0]}",
+        "--set",
+        f"watchNamespaces={{{NAMESPACE}}}",
         "--wait",
         "--timeout=5m",
     )
@@ -289,7 +292,6 @@ def test_1b_host_processes_listen_only_on_loopback(step: Journey) -> None:
 
 
 def test_2_sample_with_model_sources_becomes_ready(step: Journey) -> None:
-    step.kubectl("create", "namespace", NAMESPACE)
     # The large model is downloaded by its pod from a server on this machine.
     store = step.workdir / "store"
     store.mkdir()

@@ -18,7 +18,7 @@ from kubernetes_asyncio.dynamic.exceptions import DynamicApiError
 from pydantic import ValidationError
 
 from iccache_operator import api
-from iccache_operator.children import replay, router
+from iccache_operator.children import redis, replay, router
 from iccache_operator.children.common import MANAGER, Owner, SpecError
 from iccache_operator.kube import Kube, KubeError
 from iccache_operator.plan import (
@@ -100,9 +100,13 @@ async def reconcile(
     try:
         parsed = api.InContextCacheSpec.model_validate(dict(spec))
         owner = Owner(str(meta["name"]), str(meta["namespace"]), str(meta["uid"]))
+        redis_version = await _managed_password(kube, owner, parsed)
         problems, versions = await _secrets(kube, owner, parsed)
-        # A changed Secret the routers read at start rolls them.
-        wanted = plan(owner, parsed, memo.sidecar_image, versions)
+        # A changed Secret the routers read at start rolls them (the managed Redis's
+        # password: Redis and the routers).
+        if redis_version:
+            versions = ",".join(filter(None, (versions, f"redis-auth@{redis_version}")))
+        wanted = plan(owner, parsed, memo.sidecar_image, versions, redis_version)
     except (ValidationError, SpecError) as exc:
         _write_status(patch, old_conditions, _unusable(str(exc)), generation)
         raise kopf.PermanentError(f"invalid spec: {exc}") from exc
@@ -131,6 +135,16 @@ async def reconcile(
     _announce(body, old_conditions, conditions)
     _write_status(patch, old_conditions, conditions, generation, observed, owner, parsed)
     patch.status["retained"] = retained
+
+
+async def _managed_password(kube: Kube, owner: Owner, spec: api.InContextCacheSpec) -> str:
+    """The managed Redis's password Secret, made first (so that its first version is
+    the one Redis starts with); its resourceVersion, or "" without a managed Redis."""
+    if spec.cache.mode != "managed":
+        return ""
+    await kube.create_if_missing(redis.redis_secret(owner, redis.new_password()))
+    secret = await kube.get("v1", "Secret", owner.child("redis-auth"), owner.namespace)
+    return str((secret or {}).get("metadata", {}).get("resourceVersion", ""))
 
 
 async def _secrets(kube: Kube, owner: Owner, spec: api.InContextCacheSpec) -> tuple[list[str], str]:

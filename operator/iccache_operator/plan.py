@@ -20,10 +20,15 @@ class Plan:
 
 
 def plan(
-    owner: Owner, spec: api.InContextCacheSpec, sidecar_image: str, secrets_version: str = ""
+    owner: Owner,
+    spec: api.InContextCacheSpec,
+    sidecar_image: str,
+    secrets_version: str = "",
+    redis_password_version: str = "",
 ) -> Plan:
     """``secrets_version`` names the versions of the Secrets the routers read at start;
-    it goes into the pods' config hash, so a rotated Secret rolls them."""
+    it goes into the pods' config hash, so a rotated Secret rolls them.
+    ``redis_password_version`` does the same for the managed Redis's own password."""
     settings_yaml = router.render_settings(router.router_settings(owner, spec))
     digest = router.config_hash(settings_yaml + (f"\n{secrets_version}" if secrets_version else ""))
     image = spec.router.image or sidecar_image
@@ -39,7 +44,7 @@ def plan(
     create_only = []
     if spec.cache.mode == "managed":
         children += [
-            redis.redis_statefulset(owner, spec.cache.managed),
+            redis.redis_statefulset(owner, spec.cache.managed, redis_password_version),
             redis.redis_service(owner),
             access.redis_network_policy(owner),
         ]

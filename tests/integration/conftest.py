@@ -149,7 +149,5 @@ def crd_installed(k8s_cluster: LocalCluster) -> LocalCluster:
     from iccache_operator.crd import CRD_FILE
 
     k8s_cluster.kubectl("apply", "--server-side", "-f", str(CRD_FILE))
-    k8s_cluster.kubectl(
-        "wait", "--for=condition=Established", "crd/incontextcaches.iccache.dev", "--timeout=60s"
-    )
+    k8s_cluster.wait_established("incontextcaches.iccache.dev")
     return k8s_cluster

@@ -239,6 +239,40 @@ def test_a_rotated_secret_rolls_the_router(
     assert "sk-first" not in text
 
 
+def test_a_rotated_managed_redis_password_restarts_redis_and_the_routers(
+    crd_installed: LocalCluster, namespace: str, operator: ManagedProcess
+) -> None:
+    """The managed Redis's password Secret is made before Redis, so Redis starts with
+    its first version; a new password rolls Redis (its data is on the claim) and the
+    routers, which read it at start."""
+    k = crd_installed
+    doc = yaml.safe_load((SAMPLES / "cpu-llamacpp.yaml").read_text())
+    k.kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(doc))
+
+    def redis_version() -> str:
+        sts = get(k, namespace, "statefulset", "demo-redis") or {}
+        annotations = sts.get("spec", {}).get("template", {}).get("metadata", {})
+        return str((annotations.get("annotations") or {}).get("iccache.dev/password-version", ""))
+
+    wait_until(lambda: bool(redis_version()), timeout=60, what="the Redis StatefulSet")
+    first_redis = redis_version()
+    secret = get(k, namespace, "secret", "demo-redis-auth") or {}
+    assert secret["metadata"]["resourceVersion"] == first_redis  # no restart after creation
+    first_router = template_hash(get(k, namespace, "deployment", "demo-router") or {})
+    metadata = {"name": "demo-redis-auth", "namespace": namespace}
+    rotated = {"apiVersion": "v1", "kind": "Secret", "metadata": metadata}
+    rotated["stringData"] = {"password": "a-new-password-0000000000000"}
+    k.kubectl("apply", "-f", "-", input=json.dumps(rotated))
+    wait_until(
+        lambda: redis_version() not in ("", first_redis),
+        timeout=RESYNC_SECONDS * 3,
+        what="a new Redis pod template",
+    )
+    router = get(k, namespace, "deployment", "demo-router") or {}
+    assert template_hash(router) != first_router
+    assert "a-new-password" not in json.dumps(get(k, namespace, "statefulset", "demo-redis"))
+
+
 def test_delete_during_a_reconcile_is_not_held_back(
     crd_installed: LocalCluster, namespace: str, tmp_path: Path
 ) -> None:

@@ -85,6 +85,7 @@ class FakeIndex:
     decisions: dict[str, dict[str, Any]] = field(default_factory=dict)
     verdicts: set[tuple[str, str]] = field(default_factory=set)
     added: list[dict[str, Any]] = field(default_factory=list)  # add()'s keyword arguments
+    forgotten_requests: set[str] = field(default_factory=set)
 
     def _call(self) -> None:
         self.calls.append(sys._getframe(1).f_code.co_name)
@@ -133,6 +134,16 @@ class FakeIndex:
         row = Row(uuid.uuid4().hex, tenant, prompt, response, vector, model, exact_text, scope)
         self.rows.append(row)
         return row.id
+
+    async def forgotten(self, tenant: str, request_id: str | None, began: float) -> bool:
+        self._call()
+        return request_id is not None and request_id in self.forgotten_requests
+
+    async def delete(self, example_id: str) -> bool:
+        self._call()
+        before = len(self.rows)
+        self.rows = [r for r in self.rows if r.id != example_id]
+        return len(self.rows) < before
 
     async def count(self) -> int:
         self._call()

@@ -408,3 +408,33 @@ def test_pruning_deletes_only_unplanned_children_the_resource_controls() -> None
     assert unplanned(wanted, "Deployment", deployments, "uid-1") == ["demo-large"]
     assert unplanned(wanted, "StatefulSet", [found("demo-redis")], "uid-1") == ["demo-redis"]
     assert retained_claims(owner, spec) == ["data-demo-redis-0"]
+
+
+def _redis_container(spec: dict[str, Any], version: str = "") -> tuple[dict[str, Any], Any]:
+    parsed = InContextCacheSpec.model_validate(spec)
+    wanted = plan(OWNER, parsed, IMAGE, "", version)
+    children = {(c["kind"], c["metadata"]["name"]): c for c in wanted.apply}
+    template = children[("StatefulSet", "demo-redis")]["spec"]["template"]
+    return template, template["spec"]["containers"][0]
+
+
+def test_redis_keeps_under_its_memory_limit() -> None:
+    spec = sample("cpu-llamacpp.yaml")
+    _, unlimited = _redis_container(spec)
+    assert "--maxmemory" not in unlimited["args"]
+    spec["cache"]["managed"]["resources"] = {"limits": {"memory": "1Gi"}}
+    _, limited = _redis_container(spec)
+    args = limited["args"]
+    assert args[args.index("--maxmemory") + 1] == str(int(2**30 * 0.8))
+    assert args[args.index("--maxmemory-policy") + 1] == "volatile-lru"
+    spec["cache"]["managed"]["resources"] = {"limits": {"memory": "lots"}}
+    with pytest.raises(SpecError, match="not a memory quantity"):
+        _redis_container(spec)
+
+
+def test_a_rotated_managed_redis_password_restarts_redis() -> None:
+    spec = sample("cpu-llamacpp.yaml")
+    first, _ = _redis_container(spec, "101")
+    second, _ = _redis_container(spec, "202")
+    assert first["metadata"]["annotations"] != second["metadata"]["annotations"]
+    assert "202" in json.dumps(second["metadata"]["annotations"])

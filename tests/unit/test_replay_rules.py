@@ -22,6 +22,7 @@ from iccache_sidecar.replay.rules import (
     keep_or_replace,
     parse_paraphrases,
     retention,
+    victims_with_overrides,
 )
 from iccache_sidecar.replay.summary import ReplaySummary
 from iccache_sidecar.storage.loadboard import fresh_peak
@@ -54,6 +55,26 @@ def test_eviction_drops_expired_then_lowest_retention_down_to_capacity() -> None
     victims = eviction_victims(metas, capacity=3, ttl_seconds=7 * 86_400, now=NOW, idle_tau=7 * DAY)
     assert [v.id for v in victims] == ["expired", "idle", "hurts"]
     assert eviction_victims(metas, capacity=10, ttl_seconds=0, now=NOW, idle_tau=DAY) == []
+
+
+def test_eviction_holds_each_tenant_to_its_own_capacity_and_ttl() -> None:
+    def of(tenant: str, i: str, age: float = DAY, uses: int = 0) -> ExampleMeta:
+        return ExampleMeta(i, tenant, NOW - age, NOW, uses, 0, 0)
+
+    metas = [
+        of("small", "s-old", age=3 * DAY),  # past its tenant's 2-day TTL
+        of("small", "s-used", uses=9),
+        of("small", "s-idle"),  # over its tenant's capacity of 1
+        of("big", "b-old", age=3 * DAY),  # the cache's TTL (7 days) keeps it
+        of("big", "b-1", uses=5),
+        of("big", "b-2", uses=5),
+    ]
+    overrides = {"small": (1, 2 * int(DAY))}
+    victims = victims_with_overrides(metas, 10, 7 * int(DAY), overrides, NOW, DAY)
+    assert sorted(v.id for v in victims) == ["s-idle", "s-old"]
+    # The cache's capacity then applies to what is left, every tenant together.
+    victims = victims_with_overrides(metas, 3, 7 * int(DAY), overrides, NOW, DAY)
+    assert sorted(v.id for v in victims) == ["b-old", "s-idle", "s-old"]
 
 
 def test_retention_orders_by_value_use_and_idleness() -> None:

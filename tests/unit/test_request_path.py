@@ -327,3 +327,13 @@ async def test_answers_shared_per_user_never_reach_another_user() -> None:
     await small.service.drain()
     assert nobody.decision.ineligible == "no_user"
     assert len(small.index.rows) == 1  # an answer to nobody in particular is not kept
+
+
+async def test_an_admission_that_a_forget_raced_is_deleted_again() -> None:
+    s = stack(Route.LARGE)
+    done = await s.service.complete(request("How tall is Mount Everest?"))
+    # The client forgets the request while its answer is being admitted.
+    s.index.forgotten_requests.add(done.decision.request_id)
+    await s.service.drain()
+    assert s.index.rows == []
+    assert counter(s.metrics, "iccache_admissions_total", result="forgotten") == 1

@@ -184,6 +184,17 @@ class LocalCluster:
     def get_json(self, *args: str) -> Any:
         return json.loads(self.kubectl("get", *args, "-o", "json").stdout)
 
+    def wait_established(self, crd: str, timeout: float = 60) -> None:
+        """Wait until a CRD serves. Not `kubectl wait`: on a busy machine it may read
+        the CRD before it has any conditions and fail at once."""
+        jsonpath = 'jsonpath={.status.conditions[?(@.type=="Established")].status}'
+
+        def established() -> bool:
+            done = self.kubectl("get", f"crd/{crd}", "-o", jsonpath, check=False)
+            return done.stdout.strip() == "True"
+
+        wait_until(established, timeout=timeout, what=f"CRD {crd} established")
+
     def bind_static_volume(
         self,
         namespace: str,

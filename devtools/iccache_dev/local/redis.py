@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +38,7 @@ def start_redis(
     port: int | None = None,
     password: str | None = None,
     timeout: float = 30.0,
+    args: Sequence[str] = (),
 ) -> LocalRedis:
     """Start Redis in ``workdir`` (its log goes there) and wait until it answers PING
     with the search module loaded."""
@@ -59,6 +61,7 @@ def start_redis(
     ]
     if password:
         argv += ["--requirepass", password]
+    argv += list(args)
     proc = ManagedProcess(f"redis:{port}", argv, workdir / f"redis-{port}.log")
     server = LocalRedis(port=port, password=password, process=proc)
     client = server.client()

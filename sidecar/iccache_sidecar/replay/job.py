@@ -26,8 +26,8 @@ from iccache_sidecar.replay.progress import Progress
 from iccache_sidecar.replay.rules import (
     Action,
     choose_action,
-    eviction_victims,
     parse_paraphrases,
+    victims_with_overrides,
 )
 from iccache_sidecar.replay.summary import ReplaySummary, TenantReport
 from iccache_sidecar.storage.layout import ExampleField as F
@@ -118,8 +118,18 @@ class ReplayJob:
             metas += [m for m in batch if m.tenant in wanted]
         # Capacity counts every example; only the tenants of this run lose any.
         room = self.settings.cache.capacity - (total - len(metas))
-        victims = eviction_victims(
-            metas, room, self.settings.cache.ttl_seconds, time.time(), self.cfg.idle_tau_seconds
+        overrides = {
+            name: (o.capacity, o.ttl_seconds)
+            for name, o in self.settings.tenancy.overrides.items()
+            if name in wanted and (o.capacity is not None or o.ttl_seconds is not None)
+        }
+        victims = victims_with_overrides(
+            metas,
+            room,
+            self.settings.cache.ttl_seconds,
+            overrides,
+            time.time(),
+            self.cfg.idle_tau_seconds,
         )
         for meta in victims:
             if dry_run:
@@ -255,8 +265,13 @@ class ReplayJob:
                 continue
             accepted.append((line, vector))
         added = 0
+        store = self.cache.store
+        override = self.settings.tenancy.overrides.get(item.tenant)
         for line, vector in accepted:
-            if await self.cache.store.count() >= cache_cfg.capacity:
+            if await store.count() >= cache_cfg.capacity:
+                break
+            own_capacity = override.capacity if override is not None else None
+            if own_capacity is not None and await store.count_of(item.tenant) >= own_capacity:
                 break
             question = [ChatMessage("user", line)]
             answer = (
@@ -265,14 +280,21 @@ class ReplayJob:
             exchange = [question[0], ChatMessage("assistant", answer)]
             if not answer or prompt_tokens(exchange) > cache_cfg.max_example_tokens:
                 continue
-            await self.cache.store.add(
+            companion = await store.add(
                 item.tenant,
                 line,
                 answer,
                 vector,
                 self.large.model,
                 extra={F.SOURCE: "replay-expand", F.PARENT: item.id},
+                ttl_seconds=override.ttl_seconds if override else None,
             )
+            # Checked after the write: a forget of the parent or its tenant meanwhile
+            # takes the companion too.
+            began = self.summary.started_at
+            if not await store.get(item.id) or await store.forgotten(item.tenant, None, began):
+                await store.delete(companion)
+                continue
             added += 1
         await self.cache.update(item.id, {**_GAIN_RESET, F.REPLAYED_AT: time.time()})
         report.expanded += added

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
 
@@ -53,6 +53,34 @@ def eviction_victims(
         return expired
     alive.sort(key=lambda m: (retention(m, now, idle_tau), m.created_at))
     return expired + alive[:excess]
+
+
+def victims_with_overrides(
+    metas: Sequence[ExampleMeta],
+    capacity: int,
+    ttl_seconds: int,
+    overrides: Mapping[str, tuple[int | None, int | None]],
+    now: float,
+    idle_tau: float,
+) -> list[ExampleMeta]:
+    """Eviction with per-tenant overrides, ``{tenant: (capacity, ttl_seconds)}`` (None:
+    the cache's): each such tenant is first held to its own capacity and TTL; then the
+    cache's TTL applies to the other tenants and its ``capacity`` to everyone left."""
+    victims: list[ExampleMeta] = []
+    for tenant, (own_capacity, own_ttl) in overrides.items():
+        own = [m for m in metas if m.tenant == tenant]
+        limit = len(own) if own_capacity is None else own_capacity
+        ttl = ttl_seconds if own_ttl is None else own_ttl
+        victims += eviction_victims(own, limit, ttl, now, idle_tau)
+    gone = {m.id for m in victims}
+    expired = [
+        m
+        for m in metas
+        if m.tenant not in overrides and ttl_seconds and now - m.created_at > ttl_seconds
+    ]
+    gone |= {m.id for m in expired}
+    alive = [m for m in metas if m.id not in gone]
+    return victims + expired + eviction_victims(alive, capacity, 0, now, idle_tau)
 
 
 class Action(Enum):

@@ -20,6 +20,7 @@ class Admission(StrEnum):
     FULL = "full"  # the tenant holds as many examples as its capacity override allows
     SHAPED = "shaped"  # the client shaped it: it does not stand for the question alone
     CUT = "cut"  # it did not end by itself (max_tokens, a filter): not a whole answer
+    FORGOTTEN = "forgotten"  # stored, then deleted: a forget of it raced the admission
 
 
 HOT_TEMPERATURE = 1.0  # above this, sampling shapes the answer more than the question does

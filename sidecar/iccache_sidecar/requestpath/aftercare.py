@@ -223,7 +223,7 @@ class Aftercare:
             outcome = Admission.FULL
         if outcome is Admission.STORED and index is not None and plan.vector is not None:
             prompt, answer = example_text(plan.retrieval_text, text, cache)
-            await index.add(
+            example_id = await index.add(
                 req.tenant,
                 prompt,
                 answer,
@@ -234,12 +234,22 @@ class Aftercare:
                 ttl_seconds=override.ttl_seconds if override else None,
                 scope=plan.scope,
             )
+            d = plan.decision
+            if await index.forgotten(req.tenant, d.request_id, plan.began):
+                await index.delete(example_id)  # a forget raced this admission
+                outcome = Admission.FORGOTTEN
         self.metrics.admissions.labels(outcome.value).inc()
 
     async def _full(self, tenant: str) -> bool:
-        """The tenant holds as many examples as its capacity override allows."""
+        """The cache holds ``cache.capacity`` examples, or the tenant as many as its
+        capacity override allows: a flood of new questions stops here, between replay
+        runs (which evict down to the capacity by value), instead of filling Redis."""
+        if self.index is None:
+            return False
+        if await self.index.count() >= self.settings.cache.capacity:
+            return True
         override = self.settings.tenancy.overrides.get(tenant)
-        if override is None or override.capacity is None or self.index is None:
+        if override is None or override.capacity is None:
             return False
         return await self.index.count_of(tenant) >= override.capacity
 

@@ -63,6 +63,7 @@ class Plan:
     exact_answer: str | None = None
     retrieval_text: str = ""  # what was embedded: also the prompt an admitted example keeps
     scope: str | None = None  # which examples it may use and share (None: tenant-wide)
+    began: float = field(default_factory=time.time)  # for forgets that race admission
     exact_text: str = ""  # what names its exact hit
     # A held request's small-model prompt (with its examples), for a probe
     probe: list[ChatMessage] | None = None

@@ -14,6 +14,7 @@ from typing import Any, cast
 
 import numpy as np
 import redis.asyncio as aioredis
+from redis.commands.search.field import Field
 from redis.commands.search.query import Query
 from redis.exceptions import RedisError, ResponseError
 
@@ -29,12 +30,14 @@ from iccache_sidecar.storage.layout import (
     DISTANCE,
     ExampleField,
     RedisLayout,
+    added_fields,
     as_text,
-    scope_field,
+    escape_tag,
 )
 from iccache_sidecar.storage.redis_io import redis_call
 
 F = ExampleField
+TOMBSTONE_SECONDS = 3600  # longer than any admission or replay step takes
 
 # Time-decayed average of the replay gain: S and N decay with time constant tau, then
 # gain = S / N. Atomic in Redis so that replicas can update the same example.
@@ -141,24 +144,65 @@ class ExampleStore:
                     f"index {self.layout.index_name!r} holds {found}-dimension vectors but "
                     f"the embedder makes {dimensions}; use another index name or drop it"
                 )
-            if F.SCOPE not in _index_fields(info):  # made before scopes: add the field
-                await self._add_scope_field()
+            missing = [f for f in added_fields() if f.name not in _index_fields(info)]
+            if missing:  # made by an older release: index the new fields too
+                await self._add_fields(missing)
             return _num_docs(info)
         schema = self.layout.index_schema(dimensions)
         definition = self.layout.index_definition()
         await redis_call(lambda: ft.create_index(schema, definition=definition))
         return 0
 
-    async def _add_scope_field(self) -> None:
-        """An index made by an older release lacks the scope field; its examples all
-        lack a scope too, so they stay tenant-wide. Another replica may add it first."""
-        try:
-            await self._ft.alter_schema_add([scope_field()])
-        except ResponseError as exc:
-            if "duplicate" not in str(exc).lower():
-                raise DependencyDown(f"redis: adding the scope field: {exc}") from exc
-        except RedisError as exc:
-            raise DependencyDown(f"redis: {exc}") from exc
+    async def _add_fields(self, fields: list[Field]) -> None:
+        """An index made by an older release lacks these fields (its examples lack a
+        scope, so they stay tenant-wide). Another replica may add them first."""
+        for field in fields:
+            try:
+                await self._ft.alter_schema_add([field])
+            except ResponseError as exc:
+                if "duplicate" not in str(exc).lower():
+                    raise DependencyDown(f"redis: adding field {field.name}: {exc}") from exc
+            except RedisError as exc:
+                raise DependencyDown(f"redis: {exc}") from exc
+
+    # -- forgetting -------------------------------------------------------------------
+    async def companions_of(self, example_id: str) -> list[str]:
+        """The replay job's companions made from an example."""
+        query = (
+            Query(f"@{F.PARENT}:{{{escape_tag(example_id)}}}")
+            .no_content()
+            .paging(0, 10_000)
+            .dialect(2)
+        )
+        result = await redis_call(lambda: self._ft.search(query))
+        return [self.layout.example_id(doc.id) for doc in result.docs]
+
+    async def mark_forgotten(
+        self, tenant: str | None, request_id: str | None, now: float | None = None
+    ) -> None:
+        """Leave a tombstone for an hour, before deleting: see :meth:`forgotten`."""
+        at = time.time() if now is None else now
+        if tenant is not None:
+            key = self.layout.forgotten_tenant_key(tenant)
+            await redis_call(lambda: self._r.set(key, at, ex=TOMBSTONE_SECONDS))
+        if request_id is not None:
+            key = self.layout.forgotten_request_key(request_id)
+            await redis_call(lambda: self._r.set(key, at, ex=TOMBSTONE_SECONDS))
+
+    async def forgotten(self, tenant: str, request_id: str | None, began: float) -> bool:
+        """Whether what a request (or a replay run) that began at ``began`` stores must
+        go: its tenant was forgotten after it began, or the request itself was. Checked
+        after the write, so a forget that races the write removes it either way: the
+        forget's scan sees a write that came before its tombstone, and a write that
+        came after sees the tombstone."""
+        keys = [self.layout.forgotten_tenant_key(tenant)]
+        if request_id is not None:
+            keys.append(self.layout.forgotten_request_key(request_id))
+        values = await redis_call(lambda: self._r.mget(keys))
+        tenant_at = values[0]
+        if tenant_at is not None and float(as_text(tenant_at)) >= began:
+            return True
+        return len(values) > 1 and values[1] is not None
 
     async def count(self) -> int:
         return _num_docs(await redis_call(lambda: self._ft.info()))

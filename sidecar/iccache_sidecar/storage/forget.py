@@ -27,17 +27,21 @@ async def forget(
     request_id: str | None = None,
     dry_run: bool = False,
 ) -> Forgotten:
-    """Delete (or with ``dry_run`` only count) a tenant's examples or a request's.
-    Exactly one of ``tenant`` and ``request_id``."""
+    """Delete (or with ``dry_run`` only count) a tenant's examples or a request's, with
+    the replay job's companions made from them. Exactly one of ``tenant`` and
+    ``request_id``. A tombstone goes first, so that an admission (or a replay step)
+    racing this forget deletes what it writes (see ``ExampleStore.forgotten``)."""
     if (tenant is None) == (request_id is None):
         raise ValueError("give exactly one of tenant and request_id")
+    if not dry_run:
+        await store.mark_forgotten(tenant, request_id)
     if tenant is not None:
         ids = await store.ids_of(tenant)
         what = f"tenant={tenant}"
     else:
         assert request_id is not None
         found = await store.stored_by(request_id)
-        ids = [found] if found else []
+        ids = [found, *await store.companions_of(found)] if found else []
         what = f"request_id={request_id}"
     deleted = len(ids)
     if not dry_run:

@@ -18,6 +18,9 @@ One InContextCache owns one key prefix and one index name (the operator sets bot
   (a hash) and the answers per model (a hash), per scope ("*" or a tenant);
 - ``<prefix>:rate:<tenant>:<requests|tokens>:<minute>``: per-tenant rate counters;
 - ``<prefix>:stored:<request id>``: the example a request's answer became (for forget);
+- ``<prefix>:forgot:req:<request id>`` and ``<prefix>:forgot:tenant:<tenant>``: tombstones
+  of a forget (the tenant's holds its time), for an hour: an answer admitted after a
+  forget that its request (or replay run) began before is deleted again;
 - ``<prefix>:replay:last``: the last replay run's summary (JSON);
 - ``<prefix>:resp:<tenant>:<response id>``: a stored Responses API response and the
   conversation it ended (JSON, with TTL), for ``previous_response_id``.
@@ -124,6 +127,12 @@ class RedisLayout:
     def stored_key(self, request_id: str) -> str:
         return f"{self.prefix}:stored:{request_id}"
 
+    def forgotten_request_key(self, request_id: str) -> str:
+        return f"{self.prefix}:forgot:req:{request_id}"
+
+    def forgotten_tenant_key(self, tenant: str) -> str:
+        return f"{self.prefix}:forgot:tenant:{tenant}"
+
     def response_key(self, tenant: str, response_id: str) -> str:
         return f"{self.prefix}:resp:{tenant}:{response_id}"
 
@@ -155,7 +164,7 @@ class RedisLayout:
     def index_schema(self, dimensions: int) -> list[Field]:
         return [
             TagField(ExampleField.TENANT, case_sensitive=True),
-            scope_field(),
+            *added_fields(),
             TagField(ExampleField.MODEL),
             TextField(ExampleField.PROMPT),
             NumericField(ExampleField.CREATED_AT, sortable=True),
@@ -184,6 +193,11 @@ class RedisLayout:
         return f"{tenant_part} @{ExampleField.SCOPE}:{{{escape_tag(scope)}}}"
 
 
-def scope_field() -> TagField:
-    """The scope TAG; examples without one are found with ``ismissing``."""
-    return TagField(ExampleField.SCOPE, case_sensitive=True, index_missing=True)
+def added_fields() -> list[Field]:
+    """Fields indexed since the first release: an older index gains them at start.
+    The scope TAG (examples without one are found with ``ismissing``) and the parent of
+    a replay companion (forget finds companions by it)."""
+    return [
+        TagField(ExampleField.SCOPE, case_sensitive=True, index_missing=True),
+        TagField(ExampleField.PARENT, case_sensitive=True),
+    ]
