@@ -24,7 +24,9 @@ FEATURES = RequestFeatures(0.9, 0.9, 0.5, 2, 4, 40)
 class Learning(FixedPolicy):
     lessons: list[tuple[Route, float]] = field(default_factory=list)
 
-    async def learn(self, features: RequestFeatures, route: Route, reward: float) -> None:
+    async def learn(
+        self, features: RequestFeatures, route: Route, reward: float, tenant: str = ""
+    ) -> None:
         self.lessons.append((route, reward))
 
 

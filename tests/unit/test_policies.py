@@ -177,3 +177,30 @@ def test_load_relief_is_zero_when_idle_and_bounded() -> None:
     assert load_relief(IDLE, 0.8, 0.3) == 0.0
     assert load_relief(LARGE_SATURATED, 0.8, 0.3) == pytest.approx(0.3)
     assert load_relief(SMALL_SATURATED, 0.8, 0.3) == pytest.approx(-0.3)
+
+
+async def test_one_tenants_feedback_moves_its_own_routing_not_the_others() -> None:
+    policy = bandit()
+    close = features(0.9)
+    # Tenant "noisy" rates every small answer 0, five thousand times; tenant "quiet"
+    # found thirty of them good. One shared regression would follow the noisy one.
+    for _ in range(5000):
+        await policy.learn(close, Route.SMALL, reward=0.0, tenant="noisy")
+    for _ in range(30):
+        await policy.learn(close, Route.SMALL, reward=1.0, tenant="quiet")
+    noisy = await policy.decide(RoutingContext(close, IDLE, tenant="noisy"))
+    quiet = await policy.decide(RoutingContext(close, IDLE, tenant="quiet"))
+    assert noisy.route is Route.LARGE  # it learned from its own outcomes
+    assert quiet.route is Route.SMALL  # the other tenant still offloads
+    assert policy.observations == 100 + 30  # the pool heard the noisy one 100 times only
+
+
+async def test_a_new_tenant_starts_from_what_the_pool_has_learned() -> None:
+    policy = bandit()
+    close = features(0.9)
+    for tenant in ("a", "b", "c"):
+        for _ in range(60):
+            await policy.learn(close, Route.SMALL, reward=0.0, tenant=tenant)
+    fresh = await policy.decide(RoutingContext(close, IDLE, tenant="new"))
+    assert fresh.route is Route.LARGE  # the pool's lesson: close paraphrases fail here
+    assert policy.observations_of("new") == 0

@@ -52,7 +52,7 @@ class Feedback:
             self.metrics.feedback_repeated.labels(source).inc()
             return record
         if teach and record.features is not None:
-            await self.policy.learn(record.features, record.route, score)
+            await self.policy.learn(record.features, record.route, score, record.tenant)
         small = record.route is Route.SMALL
         if small and budget and record.margin is not None:
             await self._count(request_id, record.tenant, record.margin, score)
@@ -79,7 +79,7 @@ class Feedback:
             self.metrics.feedback_repeated.labels(source).inc()
             return
         if teach and decision.features is not None:
-            await self.policy.learn(decision.features, Route.SMALL, score)
+            await self.policy.learn(decision.features, Route.SMALL, score, decision.tenant)
         if budget and decision.margin is not None:
             await self._count(decision.request_id, decision.tenant, decision.margin, score)
         if teach and examples and self.index is not None:

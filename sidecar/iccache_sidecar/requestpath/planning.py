@@ -300,7 +300,7 @@ class Planner:
         else:
             offset = self.budget.offset(req.tenant) if self.budget is not None else 0.0
             choice = await self.policy.decide(
-                RoutingContext(features, load_snapshot(self.backends), offset)
+                RoutingContext(features, load_snapshot(self.backends), offset, req.tenant)
             )
             decision.route, decision.policy, decision.reason = (
                 choice.route,

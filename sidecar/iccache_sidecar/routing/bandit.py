@@ -14,11 +14,19 @@ learning where it is good enough.
 
 A regression's sufficient statistics (A = lambda*I + sum x x^T, b = lambda*theta0 +
 sum r x) are sums, so replicas share them through a store by adding deltas.
+
+Each tenant routes by regressions of its own, learned from its own outcomes only, whose
+prior is the pool's current estimate (so a new tenant starts from what all have
+learned, not from nothing). The pool learns from each tenant's first
+``POOL_OUTCOMES`` outcomes per arm only, and weighs in a tenant's regression like
+``PRIOR_STRENGTH`` outcomes: however much one tenant sends, its say in another
+tenant's routing is bounded, and that tenant's own outcomes soon outweigh it.
 """
 
 from __future__ import annotations
 
 import random
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -36,14 +44,16 @@ Matrix = npt.NDArray[np.float64]
 # answers arrives the bar is the target.
 PRIOR_THETA = (0.25, 0.6, 0.2, 0.0, 0.0)
 PRIOR_STRENGTH = 5.0
+MAX_TENANTS = 1000  # tenants whose own regressions a router keeps (least recent go)
+POOL_OUTCOMES = 100  # outcomes per tenant and arm the pool learns from
 
 
 class BanditStateStore(Protocol):
     """Shared, additive storage of each arm's regression statistics."""
 
-    async def load(self, arm: Route) -> tuple[Matrix, Matrix, int] | None: ...
+    async def load(self, arm: Route, tenant: str = "") -> tuple[Matrix, Matrix, int] | None: ...
 
-    async def add(self, arm: Route, d_a: Matrix, d_b: Matrix) -> None: ...
+    async def add(self, arm: Route, d_a: Matrix, d_b: Matrix, tenant: str = "") -> None: ...
 
 
 class _Ridge:
@@ -63,6 +73,10 @@ class _Ridge:
 
     def absorb(self, d_a: Matrix, d_b: Matrix) -> None:
         self.replace(self._obs_a + d_a, self._obs_b + d_b, self.observations + 1)
+
+    def set_prior(self, prior_theta: Matrix) -> None:
+        self._prior_b = PRIOR_STRENGTH * prior_theta
+        self.replace(self._obs_a, self._obs_b, self.observations)
 
     def replace(self, a: Matrix, b: Matrix, n: int) -> None:
         self._obs_a, self._obs_b, self.observations = a, b, n
@@ -84,10 +98,11 @@ class BanditPolicy:
     def __post_init__(self) -> None:
         large_prior = np.zeros(len(FEATURE_NAMES))
         large_prior[0] = self.quality_target + self.quality_tolerance
-        self._arms = {
+        self._arms = {  # the pool
             Route.SMALL: _Ridge(np.array(PRIOR_THETA, dtype=np.float64)),
             Route.LARGE: _Ridge(large_prior),
         }
+        self._tenants: OrderedDict[str, dict[Route, _Ridge]] = OrderedDict()
 
     @property
     def theta(self) -> Matrix:
@@ -103,12 +118,34 @@ class BanditPolicy:
     def large_observations(self) -> int:
         return self._arms[Route.LARGE].observations
 
-    def predict(self, features: RequestFeatures, arm: Route = Route.SMALL) -> float:
-        return self._arms[arm].predict(np.array(features.vector()))
+    def observations_of(self, tenant: str) -> int:
+        """Outcomes of the tenant's own small-model answers learned from."""
+        own = self._tenants.get(tenant)
+        return own[Route.SMALL].observations if own is not None else 0
+
+    def _own(self, tenant: str) -> dict[Route, _Ridge] | None:
+        """The tenant's regressions (made from the pool's estimate when new)."""
+        if not tenant:
+            return None
+        own = self._tenants.get(tenant)
+        if own is None:
+            own = {arm: _Ridge(pool.theta.copy()) for arm, pool in self._arms.items()}
+            self._tenants[tenant] = own
+            while len(self._tenants) > MAX_TENANTS:
+                self._tenants.popitem(last=False)
+        else:
+            self._tenants.move_to_end(tenant)
+        return own
+
+    def predict(
+        self, features: RequestFeatures, arm: Route = Route.SMALL, tenant: str = ""
+    ) -> float:
+        arms = self._own(tenant) or self._arms
+        return arms[arm].predict(np.array(features.vector()))
 
     async def decide(self, ctx: RoutingContext) -> RouteChoice:
-        predicted = self.predict(ctx.features)
-        large = self.predict(ctx.features, Route.LARGE) - self.quality_tolerance
+        predicted = self.predict(ctx.features, Route.SMALL, ctx.tenant)
+        large = self.predict(ctx.features, Route.LARGE, ctx.tenant) - self.quality_tolerance
         target = min(self.quality_target, large)
         base = target - load_relief(ctx.load, self.high_load, self.relief)
         bar, margin = base + ctx.bar_offset, predicted - base
@@ -137,22 +174,42 @@ class BanditPolicy:
             margin=margin,
         )
 
-    async def learn(self, features: RequestFeatures, route: Route, reward: float) -> None:
+    async def learn(
+        self, features: RequestFeatures, route: Route, reward: float, tenant: str = ""
+    ) -> None:
+        """The tenant's own regression learns the outcome; the pool too, while the
+        tenant has given it fewer than ``POOL_OUTCOMES`` (see the module's notes)."""
         x = np.array(features.vector())
         d_a = np.outer(x, x)
         d_b = float(np.clip(reward, 0.0, 1.0)) * x
-        self._arms[route].absorb(d_a, d_b)
-        if self.store is not None:
-            await self.store.add(route, d_a, d_b)
+        own = self._own(tenant)
+        if own is not None:
+            own[route].absorb(d_a, d_b)
+            if self.store is not None:
+                await self.store.add(route, d_a, d_b, tenant)
+        if own is None or own[route].observations <= POOL_OUTCOMES:
+            pool = self._arms[route]
+            pool.absorb(d_a, d_b)
+            if own is not None:
+                own[route].set_prior(pool.theta)
+            if self.store is not None:
+                await self.store.add(route, d_a, d_b)
 
     def learned(self) -> dict[Route, int]:
         return {arm: ridge.observations for arm, ridge in self._arms.items()}
 
     async def refresh(self) -> None:
-        """Replace the local statistics with the shared ones (all replicas' outcomes)."""
+        """Replace the local statistics with the shared ones (all replicas' outcomes):
+        the pool's, and those of the tenants this router has seen lately."""
         if self.store is None:
             return
         for arm, ridge in self._arms.items():
             loaded = await self.store.load(arm)
             if loaded is not None:
                 ridge.replace(*loaded)
+        for tenant, own in list(self._tenants.items()):
+            for arm, ridge in own.items():
+                ridge.set_prior(self._arms[arm].theta)
+                loaded = await self.store.load(arm, tenant)
+                if loaded is not None:
+                    ridge.replace(*loaded)

@@ -13,6 +13,7 @@ class RoutingContext:
     features: RequestFeatures
     load: LoadSnapshot
     bar_offset: float = 0.0  # from the quality budget: raises (or lowers) the quality bar
+    tenant: str = ""  # whose request: policies that learn per tenant read it
 
 
 class RoutingPolicy(Protocol):
@@ -23,8 +24,11 @@ class RoutingPolicy(Protocol):
         """Choose a route from plain snapshots; no I/O on this path."""
         ...
 
-    async def learn(self, features: RequestFeatures, route: Route, reward: float) -> None:
-        """Take an observed quality in [0, 1] for a request served by ``route``."""
+    async def learn(
+        self, features: RequestFeatures, route: Route, reward: float, tenant: str = ""
+    ) -> None:
+        """Take an observed quality in [0, 1] for a request of ``tenant`` served by
+        ``route``."""
         ...
 
     async def refresh(self) -> None:

@@ -19,7 +19,9 @@ class FixedPolicy:
     async def decide(self, ctx: RoutingContext) -> RouteChoice:
         return RouteChoice(self.route, self.name, "fixed by policy")
 
-    async def learn(self, features: RequestFeatures, route: Route, reward: float) -> None:
+    async def learn(
+        self, features: RequestFeatures, route: Route, reward: float, tenant: str = ""
+    ) -> None:
         return None
 
     async def refresh(self) -> None:

@@ -26,7 +26,9 @@ class ThresholdPolicy:
             )
         return RouteChoice(Route.LARGE, self.name, f"no examples above {bar:.2f}")
 
-    async def learn(self, features: RequestFeatures, route: Route, reward: float) -> None:
+    async def learn(
+        self, features: RequestFeatures, route: Route, reward: float, tenant: str = ""
+    ) -> None:
         return None
 
     async def refresh(self) -> None:

@@ -417,13 +417,13 @@ class RedisBanditStore:
         self._layout = layout
         self._d = dimensions
 
-    def arm_key(self, arm: Route) -> str:
-        return self._layout.bandit_key(arm)
+    def arm_key(self, arm: Route, tenant: str = "") -> str:
+        return self._layout.bandit_key(arm, tenant)
 
     async def load(
-        self, arm: Route
+        self, arm: Route, tenant: str = ""
     ) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any], int] | None:
-        raw = await redis_call(lambda: self._r.hgetall(self.arm_key(arm)))
+        raw = await redis_call(lambda: self._r.hgetall(self.arm_key(arm, tenant)))
         if not raw:
             return None
         values = {as_text(k): float(v) for k, v in raw.items()}
@@ -433,8 +433,14 @@ class RedisBanditStore:
         b = np.array([values.get(f"b{i}", 0.0) for i in range(self._d)])
         return a, b, int(values.get("n", 0))
 
-    async def add(self, arm: Route, d_a: np.ndarray[Any, Any], d_b: np.ndarray[Any, Any]) -> None:
-        key = self.arm_key(arm)
+    async def add(
+        self,
+        arm: Route,
+        d_a: np.ndarray[Any, Any],
+        d_b: np.ndarray[Any, Any],
+        tenant: str = "",
+    ) -> None:
+        key = self.arm_key(arm, tenant)
 
         async def write() -> None:
             async with self._r.pipeline(transaction=True) as pipe:

@@ -11,7 +11,8 @@ One InContextCache owns one key prefix and one index name (the operator sets bot
 - ``<prefix>:req:<request id>``: what feedback needs of a past decision (JSON, with TTL);
 - ``<prefix>:req:<request id>:verdicts``: a hash of what verdicts on that request were
   already counted (``budget``, ``learn-<source>``; with TTL);
-- ``<prefix>:bandit`` and ``<prefix>:bandit:large``: the bandit's statistics per arm;
+- ``<prefix>:bandit`` and ``<prefix>:bandit:large``: the bandit's pooled statistics per
+  arm; ``<prefix>:bandit:t:<tenant>:<arm>``: a tenant's own;
 - ``<prefix>:load``: each router replica's recent peak load (a hash field per replica);
 - ``<prefix>:quality:<outcomes|total|steering|answers>:<scope>``: the quality budget's
   shared window of judged answers (a list), how many were ever judged, the bar's offset
@@ -115,9 +116,11 @@ class RedisLayout:
     def verdicts_key(self, request_id: str) -> str:
         return f"{self.prefix}:req:{request_id}:verdicts"
 
-    def bandit_key(self, arm: Route) -> str:
-        # The small arm keeps the key it had when it was the only one, so an upgrade
-        # keeps what routers learned.
+    def bandit_key(self, arm: Route, tenant: str = "") -> str:
+        # The pool's small arm keeps the key it had when it was the only one, so an
+        # upgrade keeps what routers learned.
+        if tenant:
+            return f"{self.prefix}:bandit:t:{tenant}:{arm.value}"
         base = f"{self.prefix}:bandit"
         return base if arm is Route.SMALL else f"{base}:{arm.value}"
 
