@@ -149,6 +149,13 @@ class ModelSpec(_Obj):
         description="vLLM only: size of the memory-backed /dev/shm (tensor parallelism needs it)",
     )
     image: str | None = Field(default=None, description="Container image; defaulted per engine")
+    run_as_user: int = Field(
+        default=65532,
+        ge=0,
+        le=2**31 - 1,
+        description="The engine's user (its home and caches go to an emptyDir at /tmp); 0 "
+        "runs it as root, for an image that cannot run otherwise",
+    )
     replicas: int = Field(default=1, ge=0, le=64)
     resources: Resources = Field(default_factory=Resources)
     node_selector: dict[str, str] = Field(default_factory=dict)

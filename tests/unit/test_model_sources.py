@@ -54,12 +54,16 @@ def test_url_source_is_fetched_by_an_init_container_into_the_cache_volume() -> N
     assert init["securityContext"]["runAsNonRoot"] is True
     assert init["securityContext"]["readOnlyRootFilesystem"] is True
     assert init["volumeMounts"] == [{"name": "model-cache", "mountPath": "/models"}]
-    assert p["volumes"] == [{"name": "model-cache", "emptyDir": {"sizeLimit": "2Gi"}}]
+    assert p["volumes"] == [
+        {"name": "model-cache", "emptyDir": {"sizeLimit": "2Gi"}},
+        {"name": "tmp", "emptyDir": {}},  # HOME: the engine runs as a user of its own
+    ]
     (engine,) = p["containers"]
     assert engine["args"][:4] == ["--model", "/models/SmolLM2_135M.gguf", "--alias", "smollm2-135m"]
     # The engine reads the file; it cannot change what the init container checked.
     assert engine["volumeMounts"] == [
-        {"name": "model-cache", "mountPath": "/models", "readOnly": True}
+        {"name": "model-cache", "mountPath": "/models", "readOnly": True},
+        {"name": "tmp", "mountPath": "/tmp"},
     ]
 
 
@@ -69,16 +73,20 @@ def test_pvc_source_mounts_the_claim_read_only_and_loads_the_path() -> None:
     )
     assert "initContainers" not in p
     assert p["volumes"] == [
-        {"name": "model", "persistentVolumeClaim": {"claimName": "weights", "readOnly": True}}
+        {"name": "model", "persistentVolumeClaim": {"claimName": "weights", "readOnly": True}},
+        {"name": "tmp", "emptyDir": {}},
     ]
     (engine,) = p["containers"]
     assert engine["args"][:2] == ["--model", "/models/q/big.gguf"]
-    assert engine["volumeMounts"] == [{"name": "model", "mountPath": "/models", "readOnly": True}]
+    assert engine["volumeMounts"] == [
+        {"name": "model", "mountPath": "/models", "readOnly": True},
+        {"name": "tmp", "mountPath": "/tmp"},
+    ]
 
 
 def test_no_source_keeps_the_model_field_as_what_the_engine_loads() -> None:
     p = pod(spec_with("small", model="/opt/models/m.gguf", source=None), "small")
-    assert "volumes" not in p
+    assert p["volumes"] == [{"name": "tmp", "emptyDir": {}}]
     assert p["containers"][0]["args"][:2] == ["--model", "/opt/models/m.gguf"]
 
 
@@ -96,7 +104,7 @@ def test_vllm_hub_source_gets_token_cache_and_shared_memory() -> None:
     assert volumes["model-cache"] == {"name": "model-cache", "emptyDir": {"sizeLimit": "80Gi"}}
     assert volumes["shm"]["emptyDir"] == {"medium": "Memory", "sizeLimit": "8Gi"}
     mounts = {m["name"]: m["mountPath"] for m in engine["volumeMounts"]}
-    assert mounts == {"model-cache": "/models", "shm": "/dev/shm"}
+    assert mounts == {"model-cache": "/models", "shm": "/dev/shm", "tmp": "/tmp"}
     # The token is a referenced Secret: a missing one is reported in status.
     refs = referenced_secrets(InContextCacheSpec.model_validate(spec))
     assert ("spec.models.large.source.hub.tokenSecretRef", "hub-token", "token") in refs
@@ -106,7 +114,7 @@ def test_every_vllm_pod_has_shared_memory_even_without_a_source() -> None:
     spec: dict[str, Any] = yaml.safe_load((SAMPLES / "gpu-vllm.yaml").read_text())["spec"]
     p = pod(spec, "small")  # the small model has no source: vLLM fetches `model` itself
     names = {v["name"] for v in p["volumes"]}
-    assert names == {"model-cache", "shm"}
+    assert names == {"model-cache", "shm", "tmp"}
     env = {e["name"] for e in p["containers"][0]["env"]}
     assert "HF_HOME" in env
     assert "HF_TOKEN" not in env

@@ -276,6 +276,15 @@ def test_redis_and_model_pods_are_hardened_and_carry_no_token() -> None:
     for role in ("small", "large"):
         pod = children[("Deployment", f"demo-{role}")]["spec"]["template"]["spec"]
         assert pod["automountServiceAccountToken"] is False
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        assert pod["securityContext"]["runAsUser"] == 65532
+        home = {"name": "HOME", "value": "/tmp"}
+        assert home in pod["containers"][0]["env"]
+        assert {"name": "tmp", "mountPath": "/tmp"} in pod["containers"][0]["volumeMounts"]
+    root = sample("cpu-llamacpp.yaml")
+    root["models"]["large"]["runAsUser"] = 0  # an image that cannot run otherwise
+    pod = build(root)[("Deployment", "demo-large")]["spec"]["template"]["spec"]
+    assert "securityContext" not in pod
 
 
 READY = Replicas(1, 1)

@@ -34,14 +34,15 @@ def test_router_and_replay_run_restricted_with_tmp_as_the_only_writable_place() 
     assert flags[flags.index("--cap-drop") + 1] == "ALL"
 
 
-def test_redis_writes_its_claim_and_models_keep_their_image_user() -> None:
+def test_redis_writes_its_claim_and_models_run_as_a_user_of_their_own() -> None:
     found = templates()
     assert found["demo-redis"].user == "999:999"
     assert found["demo-redis"].mounts == {"/data": True}
     assert found["demo-redis"].hardened  # no capabilities, no privilege escalation
     for role in ("small", "large"):
         model = found[f"demo-{role}"]
-        assert (model.user, model.read_only, model.hardened) == (None, False, True)
+        assert (model.user, model.read_only, model.hardened) == ("65532:65532", False, True)
+        assert model.mounts.get("/tmp") is True  # its HOME, writable
 
 
 def test_a_root_user_with_run_as_non_root_is_refused() -> None:

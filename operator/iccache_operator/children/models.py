@@ -197,11 +197,15 @@ def model_deployment(
     component = f"model-{role}"
     probe = {"httpGet": {"path": "/health", "port": "http"}}
     volumes, mounts, init, source_env = model_volumes(spec, fetch_image)
+    # Not root: the engines write only caches, under a HOME on an emptyDir.
+    volumes.append({"name": "tmp", "emptyDir": {}})
+    mounts.append({"name": "tmp", "mountPath": "/tmp"})
+    home = [{"name": "HOME", "value": "/tmp"}] if spec.run_as_user else []
     container: dict[str, Any] = {
         "name": "model",
         "image": spec.image or DEFAULT_IMAGES[spec.engine],
         "args": engine_args(spec),
-        "env": [*source_env, *({"name": e.name, "value": e.value} for e in spec.env)],
+        "env": [*home, *source_env, *({"name": e.name, "value": e.value} for e in spec.env)],
         "ports": [{"name": "http", "containerPort": MODEL_PORT}],
         "resources": resources(spec.resources),
         "securityContext": HARDENED_CONTAINER,
@@ -210,14 +214,19 @@ def model_deployment(
         "readinessProbe": {**probe, "periodSeconds": 5},
         "livenessProbe": {**probe, "periodSeconds": 15, "failureThreshold": 4},
     }
-    if mounts:
-        container["volumeMounts"] = mounts
+    container["volumeMounts"] = mounts
     # A model server never calls the Kubernetes API: no token in its pods.
     pod_spec: dict[str, Any] = {"containers": [container], "automountServiceAccountToken": False}
+    if spec.run_as_user:
+        user = spec.run_as_user
+        pod_spec["securityContext"] = {
+            "runAsUser": user,
+            "runAsGroup": user,
+            "runAsNonRoot": True,
+        }
     if init:
         pod_spec["initContainers"] = init
-    if volumes:
-        pod_spec["volumes"] = volumes
+    pod_spec["volumes"] = volumes
     if spec.node_selector:
         pod_spec["nodeSelector"] = dict(spec.node_selector)
     if spec.tolerations:
