@@ -125,11 +125,12 @@ def stack(images: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> I
         for role, model in MODELS.items():
             pod, box = templates[f"demo-{role}"]
             ports[role] = free_port()
+            user = pod["securityContext"]["runAsUser"]
             server = pods.run_as_pod(
                 f"model-{role}",
                 box["image"],
                 PodContainer.of(pod, box),
-                {},
+                {"/tmp": emptydir(workdir / f"model-{role}-tmp", user)},
                 extra_args=["--host", "127.0.0.1", "--port", str(ports[role]), "--threads", "1"],
                 outside_spec=[Volume(model.path(), f"/models/{model.path().name}")],
             )
