@@ -331,6 +331,13 @@ class QualitySpec(_Obj):
     step: float = Field(default=0.02, gt=0, le=0.5, description="Bar move per step")
     hold: int = Field(default=250, ge=1, description="New outcomes between moves")
     min_samples: int = Field(default=500, ge=1, description="Outcomes before steering")
+    tenant_share: float = Field(
+        default=0.25,
+        gt=0,
+        le=1,
+        description="In the pooled budget, the largest share of the window one tenant's "
+        "judged answers make while others have some (1: no bound)",
+    )
     unproven_share: float = Field(
         default=0.1,
         ge=0,

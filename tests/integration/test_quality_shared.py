@@ -87,3 +87,50 @@ async def test_outcomes_judged_while_redis_is_down_are_kept_and_sent_later(
         assert (shared.estimate.samples, shared.estimate.losses) == (30, 10)
     finally:
         own.stop()
+
+
+async def test_one_tenants_verdicts_move_the_pooled_bar_a_bounded_amount(
+    redis_server: LocalRedis,
+) -> None:
+    """Tenant "flood" tells a router thousands of times that its small answers were as
+    good as the large one's; tenant "honest" reports its real losses through another.
+    The pooled estimate both routers share keeps the honest losses (each tenant has a
+    list of its own in Redis) and counts at most a quarter of the window from the
+    flood, so the bar stays up for everyone in the pool."""
+    # A long hold keeps the bar still: the test reads the estimate, not the steering.
+    settings = QualitySettings(max_loss=0.05, window=400, min_samples=50, hold=5000)
+    layout = RedisLayout(index_name="unused", prefix=f"pool{uuid.uuid4().hex[:8]}")
+    honest, flood = (
+        QualityBudget(settings, Metrics(), RedisOutcomeStore(aioredis.from_url(url), layout))
+        for url in (redis_server.url, redis_server.url)
+    )
+    for n in range(100):
+        await honest.record("honest", margin=0.3, lost=n % 5 == 0)  # 20% lost
+    for _ in range(1000):
+        await flood.record("flood", margin=0.3, lost=False)
+    await honest.refresh()
+    for router in (honest, flood):
+        (status,) = router.statuses()
+        assert (status.scope, status.estimate.samples, status.estimate.losses) == (
+            OVERALL,
+            100 + 100,
+            20,
+        )
+        assert status.holds is False  # one list would hold 400 of the flood's: 0 losses
+    assert honest.unproven("honest")
+    assert flood.unproven("flood")
+
+
+async def test_an_earlier_versions_window_is_still_read(redis_server: LocalRedis) -> None:
+    layout = RedisLayout(index_name="unused", prefix=f"old{uuid.uuid4().hex[:8]}")
+    client = aioredis.from_url(redis_server.url)
+    old = layout.quality_key("outcomes", OVERALL)
+    await client.lpush(old, *[f"0.200000 {int(n % 4 == 0)}" for n in range(40)])
+    await client.set(layout.quality_key("total", OVERALL), 40)
+    budget = QualityBudget(SETTINGS, Metrics(), RedisOutcomeStore(client, layout))
+    await budget.refresh()
+    (status,) = budget.statuses()
+    assert (status.estimate.samples, status.estimate.losses) == (40, 10)
+    await budget.record("t", margin=0.2, lost=True)
+    (status,) = budget.statuses()
+    assert (status.estimate.samples, status.estimate.losses) == (41, 11)

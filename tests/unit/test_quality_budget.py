@@ -174,3 +174,38 @@ async def test_under_a_steady_workload_offload_once_released_is_not_held_again()
     assert [i for i in changes if i >= requests // 2] == []
     assert not budget.unproven("t")
     assert workload.true_loss(budget.offset("t")) <= 0.02
+
+
+def test_one_tenant_makes_at_most_its_share_of_a_pooled_window() -> None:
+    """A tenant that reports thousands of "no loss" verdicts (true or not) neither
+    pushes another tenant's losses out of the pooled window nor makes more than its
+    share of the estimate; alone in the window, a tenant fills all of it."""
+    window = LossWindow(3000, share=0.25)
+    for n in range(400):
+        window.add(0.1, n % 5 == 0, "honest")  # 80 losses in 400: 20%
+    for _ in range(5000):
+        window.add(0.1, False, "flood")
+    pooled = window.estimate(Z95)
+    assert (pooled.samples, pooled.losses) == (400 + 750, 80)
+    assert pooled.upper > 0.05  # a 5% budget is not shown to hold
+    unbounded = LossWindow(3000, share=1.0)
+    for n in range(400):
+        unbounded.add(0.1, n % 5 == 0, "honest")
+    for _ in range(5000):
+        unbounded.add(0.1, False, "flood")
+    assert unbounded.estimate(Z95).losses == 0  # what one shared list would have said
+    alone = LossWindow(3000, share=0.25)
+    for _ in range(5000):
+        alone.add(0.1, False, "only")
+    assert alone.estimate(Z95).samples == 3000
+
+
+def test_a_pooled_window_takes_the_newest_outcomes_across_tenants() -> None:
+    window = LossWindow(4, share=0.5)
+    for source, lost in [("a", True), ("b", True), ("a", False), ("b", False), ("a", False)]:
+        window.add(0.0, lost, source)
+    # Newest four with at most two of each: a's two newest, b's two.
+    assert [o[2] for o in window.outcomes()] == [False, False, False, True]
+    copy = LossWindow(4, share=0.5)
+    copy.replace({"a": [(5, 0.0, False), (3, 0.0, False), (1, 0.0, True)]}, total=5)
+    assert (copy.estimate(Z95).samples, copy.total) == (3, 5)

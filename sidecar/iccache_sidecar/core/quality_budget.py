@@ -20,8 +20,11 @@ Everything here is pure.
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import math
 from collections import deque
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from iccache_contract.quality import wilson_interval
@@ -42,26 +45,70 @@ class LossEstimate:
         return self.upper <= max_loss
 
 
-class LossWindow:
-    """The last ``size`` judged answers: (margin, True for a loss)."""
+Outcome = tuple[int, float, bool]  # (sequence number, margin, lost), in one source's list
 
-    def __init__(self, size: int) -> None:
-        self._outcomes: deque[tuple[float, bool]] = deque(maxlen=size)
+EARLIER = ""  # the source of outcomes kept by an earlier version (no tenant is named so)
+MAX_SOURCES = 100  # tenants a window keeps outcomes of (those heard from least lately go)
+
+
+def pooled(sources: Mapping[str, Sequence[Outcome]], size: int, share: float) -> list[Outcome]:
+    """The window made of several tenants' outcomes (each list newest first): the newest
+    ``size`` of them all, where no tenant makes more than ``share`` of the window while
+    another tenant has outcomes in it. One tenant's judged answers (honest or not) then
+    move a pooled estimate by a bounded amount, and a flood of them pushes nobody
+    else's out: each tenant has a list of its own. The outcomes of an earlier version
+    (source ``EARLIER``, tenants unknown) are not bounded. Newest first."""
+    lists = {name: list(itertools.islice(o, size)) for name, o in sources.items() if o}
+    if len(lists) > 1:
+        cap = max(1, math.ceil(share * size))
+        lists = {name: o if name == EARLIER else o[:cap] for name, o in lists.items()}
+    merged = heapq.merge(*lists.values(), key=lambda o: o[0], reverse=True)
+    return list(itertools.islice(merged, size))
+
+
+class LossWindow:
+    """The last ``size`` judged answers, (margin, True for a loss), each from a source
+    (a tenant): one window per budget scope, pooled across its tenants (see
+    :func:`pooled`; a scope of one tenant is simply its last ``size`` outcomes)."""
+
+    def __init__(self, size: int, share: float = 1.0) -> None:
+        self.size = size
+        self.share = share
+        self._sources: dict[str, deque[Outcome]] = {}  # newest first
+        self._seq = 0
+        self._merged: list[Outcome] | None = None
         self.total = 0  # judged answers ever seen
 
-    def add(self, margin: float, lost: bool) -> None:
-        self._outcomes.append((margin, lost))
+    def add(self, margin: float, lost: bool, source: str = "") -> None:
+        self._seq += 1
+        outcomes = self._sources.pop(source, None) or deque(maxlen=self.size)
+        outcomes.appendleft((self._seq, margin, lost))
+        self._sources[source] = outcomes  # the most recently heard from last
+        while len(self._sources) > MAX_SOURCES:
+            del self._sources[next(iter(self._sources))]
+        self._merged = None
         self.total += 1
 
-    def replace(self, outcomes: list[tuple[float, bool]], total: int) -> None:
-        """Take another copy's contents (oldest first): a window shared by routers."""
-        self._outcomes.clear()
-        self._outcomes.extend(outcomes)
-        self.total = max(total, len(self._outcomes))
+    def replace(self, sources: Mapping[str, Sequence[Outcome]], total: int) -> None:
+        """Take another copy's contents: a window shared by routers."""
+        ordered = sorted(sources.items(), key=lambda item: item[1][0][0] if item[1] else 0)
+        self._sources = {
+            source: deque(itertools.islice(outcomes, self.size), maxlen=self.size)
+            for source, outcomes in ordered[-MAX_SOURCES:]
+        }
+        self._seq = max((o[0][0] for o in self._sources.values() if o), default=0)
+        self._merged = None
+        self.total = max(total, len(self.outcomes()))
+
+    def outcomes(self) -> list[Outcome]:
+        """The outcomes the estimate counts, newest first."""
+        if self._merged is None:
+            self._merged = pooled(self._sources, self.size, self.share)
+        return self._merged
 
     def estimate(self, z: float, offset: float = -math.inf) -> LossEstimate:
         """The loss rate among the answers an ``offset`` would still offload."""
-        kept = [lost for margin, lost in self._outcomes if margin >= offset]
+        kept = [lost for _, margin, lost in self.outcomes() if margin >= offset]
         losses = sum(kept)
         lower, upper = wilson_interval(losses, len(kept), z)
         return LossEstimate(len(kept), losses, lower, upper)

@@ -23,7 +23,7 @@ from iccache_sidecar.core.domain import (
     Verdict,
 )
 from iccache_sidecar.core.load import LoadTracker
-from iccache_sidecar.core.quality_budget import Steering
+from iccache_sidecar.core.quality_budget import Outcome, Steering
 from iccache_sidecar.core.verification import Verified
 
 
@@ -126,10 +126,13 @@ class OutcomeStore(Protocol):
 
     name: str  # names the shared window in reports (routers naming it alike count once)
 
-    async def add(self, scope: str, margin: float, lost: bool, size: int) -> None: ...
+    async def add(self, scope: str, source: str, margin: float, lost: bool, size: int) -> None:
+        """Add an outcome judged on a request of tenant ``source``."""
+        ...
 
-    async def window(self, scope: str, size: int) -> tuple[list[tuple[float, bool]], int]:
-        """The last ``size`` outcomes, oldest first, and how many there ever were."""
+    async def window(self, scope: str, size: int) -> tuple[dict[str, list[Outcome]], int]:
+        """Each tenant's last ``size`` outcomes, newest first, and how many there ever
+        were in the scope."""
         ...
 
     async def steering(self, scope: str) -> Steering: ...

@@ -6,8 +6,12 @@ Outcomes come from shadow comparisons and from explicit feedback on small answer
 score below 0.5 is a loss). With an :class:`OutcomeStore` (Redis, in a deployment) every
 router process adds its outcomes to one shared window per scope and steers one shared
 offset, so replicas and workers see the same estimate, from all of their outcomes, and
-move the bar together. The process keeps a copy: the hot path reads the offset from
-it, and it is refreshed from the store on every outcome and every few seconds. Without
+move the bar together. In the pooled scope ("*", every tenant without a budget of its
+own) no tenant's outcomes make more than ``tenant_share`` of the window while another
+tenant has some: one tenant's feedback, true or false, moves the others' bar by a
+bounded amount (a tenant that needs its own bar gets a budget of its own). The process
+keeps a copy: the hot path reads the offset from it, and it is refreshed from the store
+on every outcome and every few seconds. Without
 the store (or while it is down) the process goes on with its own copy alone.
 """
 
@@ -62,7 +66,7 @@ class QualityBudget:
         self._steering: dict[str, Steering] = {}
         self._answers: dict[str, dict[bool, int]] = {}  # scope -> small? -> count
         self._unsent: dict[str, dict[bool, int]] = {}  # answers not yet added to the store
-        self._unstored: dict[str, deque[tuple[float, bool]]] = {}  # outcomes, likewise
+        self._unstored: dict[str, deque[tuple[str, float, bool]]] = {}  # outcomes, likewise
         self._shown: dict[str, bool] = {}  # scope -> enough judged answers at its bar
 
     def answered(self, tenant: str, small: bool) -> None:
@@ -100,8 +104,8 @@ class QualityBudget:
     async def record(self, tenant: str, margin: float, lost: bool) -> BudgetStatus:
         scope = self.scope(tenant)
         window = self._window(scope)
-        window.add(margin, lost)
-        shared = await self._share(scope, margin, lost)
+        window.add(margin, lost, tenant)
+        shared = await self._share(scope, tenant, margin, lost)
         state = self._steering.get(scope, Steering())
         budget = self.settings.budget(tenant)
         if budget is not None:
@@ -123,13 +127,14 @@ class QualityBudget:
         self._publish(status, lost)
         return status
 
-    async def _share(self, scope: str, margin: float, lost: bool) -> bool:
+    async def _share(self, scope: str, tenant: str, margin: float, lost: bool) -> bool:
         """Add the outcome to the shared window and take the window and the steering
         back (other routers' outcomes included); False when there is no store or it
         failed (the local copy goes on alone)."""
         if self.store is None:
             return False
-        self._unstored.setdefault(scope, deque(maxlen=self.settings.window)).append((margin, lost))
+        kept = self._unstored.setdefault(scope, deque(maxlen=self.settings.window))
+        kept.append((tenant, margin, lost))
         try:
             await self._store_and_pull(scope)
         except DependencyDown as exc:
@@ -143,19 +148,19 @@ class QualityBudget:
         assert self.store is not None
         unstored = self._unstored.get(scope)
         while unstored:
-            margin, lost = unstored.popleft()  # taken first: another task may drain too
+            tenant, margin, lost = unstored.popleft()  # taken first: another task may too
             try:
-                await self.store.add(scope, margin, lost, self.settings.window)
+                await self.store.add(scope, tenant, margin, lost, self.settings.window)
             except DependencyDown:
-                unstored.appendleft((margin, lost))
+                unstored.appendleft((tenant, margin, lost))
                 raise
         await self._pull(scope)
 
     async def _pull(self, scope: str) -> None:
         assert self.store is not None
-        outcomes, total = await self.store.window(scope, self.settings.window)
+        sources, total = await self.store.window(scope, self.settings.window)
         if total or scope in self._windows:
-            self._window(scope).replace(outcomes, total)
+            self._window(scope).replace(sources, total)
         steering = await self.store.steering(scope)
         if steering != Steering() or scope in self._steering:
             self._steering[scope] = steering
@@ -180,11 +185,19 @@ class QualityBudget:
                 self._publish_gauges(self._status(scope))
 
     def _window(self, scope: str) -> LossWindow:
-        return self._windows.setdefault(scope, LossWindow(self.settings.window))
+        if scope not in self._windows:
+            self._windows[scope] = self._new_window(scope)
+        return self._windows[scope]
+
+    def _new_window(self, scope: str) -> LossWindow:
+        """The pooled scope bounds each tenant's share of its window (see ``pooled``);
+        a tenant's own scope holds its outcomes alone."""
+        share = self.settings.tenant_share if scope == OVERALL else 1.0
+        return LossWindow(self.settings.window, share)
 
     def _status(self, scope: str) -> BudgetStatus:
         state = self._steering.get(scope, Steering())
-        window = self._windows.get(scope) or LossWindow(self.settings.window)
+        window = self._windows.get(scope) or self._new_window(scope)
         counts = self._answers.get(scope, {True: 0, False: 0})
         return BudgetStatus(
             scope,

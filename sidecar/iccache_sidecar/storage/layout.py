@@ -14,9 +14,14 @@ One InContextCache owns one key prefix and one index name (the operator sets bot
 - ``<prefix>:bandit`` and ``<prefix>:bandit:large``: the bandit's pooled statistics per
   arm; ``<prefix>:bandit:t:<tenant>:<arm>``: a tenant's own;
 - ``<prefix>:load``: each router replica's recent peak load (a hash field per replica);
-- ``<prefix>:quality:<outcomes|total|steering|answers>:<scope>``: the quality budget's
-  shared window of judged answers (a list), how many were ever judged, the bar's offset
-  (a hash) and the answers per model (a hash), per scope ("*" or a tenant);
+- ``<prefix>:quality:<total|steering|answers|sources>:<scope>``: the quality budget's
+  count of judged answers (also their sequence numbers), the bar's offset (a hash), the
+  answers per model (a hash) and the tenants heard from (a sorted set, by the sequence
+  number of their last outcome), per scope ("*" or a tenant);
+  ``<prefix>:quality:from:<sha256 of the tenant, 16 hex>:<scope>``: that tenant's last
+  judged answers in the scope (a list, newest first; the window pools them);
+  ``<prefix>:quality:outcomes:<scope>``: the one list of an earlier version (read, not
+  written);
 - ``<prefix>:rate:<tenant>:<requests|tokens>:<minute>``: per-tenant rate counters;
 - ``<prefix>:stored:<request id>``: the example a request's answer became (for forget);
 - ``<prefix>:forgot:req:<request id>`` and ``<prefix>:forgot:tenant:<tenant>``: tombstones
@@ -154,6 +159,10 @@ class RedisLayout:
 
     def quality_key(self, kind: str, scope: str) -> str:
         return f"{self.quality_prefix}:{kind}:{scope}"
+
+    def quality_source_key(self, scope: str, source: str) -> str:
+        digest = hashlib.sha256(source.encode()).hexdigest()[:16]
+        return f"{self.quality_prefix}:from:{digest}:{scope}"
 
     @property
     def load_key(self) -> str:

@@ -1,8 +1,9 @@
-"""The quality budget's shared state in Redis (see ``layout``): one window of judged
-answers, one counter, one offset and one pair of answer counts per scope, for every
-router of a cache. Each outcome is a list entry ``"<margin> <0|1>"``, newest first; the
-offset moves by compare-and-set (WATCH), so two routers that decide to move it at the
-same moment move it once."""
+"""The quality budget's shared state in Redis (see ``layout``): per scope, each tenant's
+last judged answers, one counter, one offset and one pair of answer counts, for every
+router of a cache. Each outcome is a list entry ``"<seq> <margin> <0|1>"``, newest
+first, its sequence number taken from the scope's counter (the window pools the
+tenants' lists by it); the offset moves by compare-and-set (WATCH), so two routers that
+decide to move it at the same moment move it once."""
 
 from __future__ import annotations
 
@@ -11,20 +12,26 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import WatchError
 
-from iccache_sidecar.core.quality_budget import Steering
+from iccache_sidecar.core.quality_budget import EARLIER, MAX_SOURCES, Outcome, Steering
 from iccache_sidecar.storage.layout import RedisLayout, as_text
 from iccache_sidecar.storage.redis_io import redis_call
 
-
-def encode_outcome(margin: float, lost: bool) -> str:
-    return f"{margin:.6f} {int(lost)}"
+SOURCE_TTL_SECONDS = 30 * 86400  # a tenant's list outlives this much silence only by use
 
 
-def decode_outcome(raw: str) -> tuple[float, bool] | None:
-    """None for an entry that is not an outcome (ignored rather than fatal)."""
+def encode_outcome(seq: int, margin: float, lost: bool) -> str:
+    return f"{seq} {margin:.6f} {int(lost)}"
+
+
+def decode_outcome(raw: str, legacy_seq: int = 0) -> Outcome | None:
+    """None for an entry that is not an outcome (ignored rather than fatal). An entry of
+    an earlier version (no sequence number) gets ``legacy_seq``."""
     try:
-        margin, lost = raw.split()
-        return float(margin), lost == "1"
+        parts = raw.split()
+        if len(parts) == 2:
+            return legacy_seq, float(parts[0]), parts[1] == "1"
+        seq, margin, lost = parts
+        return int(seq), float(margin), lost == "1"
     except ValueError:
         return None
 
@@ -46,28 +53,43 @@ class RedisOutcomeStore:
     def _key(self, kind: str, scope: str) -> str:
         return self._layout.quality_key(kind, scope)
 
-    async def add(self, scope: str, margin: float, lost: bool, size: int) -> None:
-        outcomes, total = self._key("outcomes", scope), self._key("total", scope)
+    async def add(self, scope: str, source: str, margin: float, lost: bool, size: int) -> None:
+        own, sources = self._layout.quality_source_key(scope, source), self._key("sources", scope)
 
         async def write() -> None:
+            seq = int(await self._r.incr(self._key("total", scope)))
             async with self._r.pipeline(transaction=True) as pipe:
-                pipe.lpush(outcomes, encode_outcome(margin, lost))
-                pipe.ltrim(outcomes, 0, size - 1)
-                pipe.incr(total)
+                pipe.lpush(own, encode_outcome(seq, margin, lost))
+                pipe.ltrim(own, 0, size - 1)
+                pipe.expire(own, SOURCE_TTL_SECONDS)
+                pipe.zadd(sources, {source: seq})
+                pipe.zremrangebyrank(sources, 0, -MAX_SOURCES - 1)
                 await pipe.execute()
 
         await redis_call(write)
 
-    async def window(self, scope: str, size: int) -> tuple[list[tuple[float, bool]], int]:
-        async def read() -> list[Any]:
-            async with self._r.pipeline(transaction=True) as pipe:
-                pipe.lrange(self._key("outcomes", scope), 0, size - 1)
-                pipe.get(self._key("total", scope))
-                return list(await pipe.execute())
+    async def window(self, scope: str, size: int) -> tuple[dict[str, list[Outcome]], int]:
+        sources_key = self._key("sources", scope)
 
-        entries, total = await redis_call(read)
-        decoded = [decode_outcome(as_text(e)) for e in reversed(entries)]
-        return [d for d in decoded if d is not None], int(as_text(total)) if total else 0
+        async def read() -> tuple[list[str], list[Any], Any, list[Any]]:
+            names = [as_text(n) for n in await self._r.zrange(sources_key, 0, -1)]
+            async with self._r.pipeline(transaction=True) as pipe:
+                for name in names:
+                    pipe.lrange(self._layout.quality_source_key(scope, name), 0, size - 1)
+                pipe.lrange(self._key("outcomes", scope), 0, size - 1)  # an earlier version's
+                pipe.get(self._key("total", scope))
+                *lists, legacy, total = await pipe.execute()
+            return names, lists, total, legacy
+
+        names, lists, total, legacy = await redis_call(read)
+        sources: dict[str, list[Outcome]] = {}
+        for name, entries in zip(names, lists, strict=True):
+            decoded = [decode_outcome(as_text(e)) for e in entries]
+            sources[name] = [d for d in decoded if d is not None]
+        if legacy:  # older than any new outcome
+            decoded = [decode_outcome(as_text(e), -n) for n, e in enumerate(legacy)]
+            sources[EARLIER] = [d for d in decoded if d is not None]
+        return sources, int(as_text(total)) if total else 0
 
     async def steering(self, scope: str) -> Steering:
         raw = await redis_call(lambda: self._r.hgetall(self._key("steering", scope)))
