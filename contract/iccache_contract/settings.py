@@ -123,7 +123,9 @@ class QualitySettings(_Section):
         "(None: estimate only, do not steer)",
     )
     tenants: dict[str, Annotated[float, Field(gt=0, lt=1)]] = Field(
-        default_factory=dict, description="A tenant's own max_loss (its own estimate and bar)"
+        default_factory=dict,
+        max_length=1000,
+        description="A tenant's own max_loss (its own estimate and bar)",
     )
     confidence: float = Field(default=0.95, ge=0.5, le=0.999, description="Of the bound")
     shadow_rate: float = Field(
@@ -349,14 +351,13 @@ class KeysFile(_Section):
     keys: list[ApiKey] = Field(default_factory=list)
 
 
-class ServerSettings(_Section):
-    host: str = "0.0.0.0"
-    http_port: int = Field(default=names.HTTP_PORT, ge=0, le=65535)
-    grpc_port: int = Field(default=names.GRPC_PORT, ge=0, le=65535)
+class ServerLimits(_Section):
+    """The router's limits and timeouts: an InContextCache's ``router`` section sets
+    them by the same names (the CRD's schema is made from these fields)."""
+
     max_concurrency: int = Field(
-        default=64, ge=1, description="Requests handled at once; more get 429"
+        default=64, ge=1, le=10_000, description="Requests handled at once; more get 429"
     )
-    max_tokens_default: int = Field(default=256, ge=1)
     decision_details: Literal["minimal", "full"] = Field(
         default="minimal",
         description="What a response says of the cache: minimal (its request id, the model "
@@ -366,11 +367,15 @@ class ServerSettings(_Section):
     max_body_bytes: int = Field(
         default=8 * 2**20,
         ge=1024,
+        le=2**30,
         description="Largest request body (HTTP) or message (gRPC); larger ones get 413",
     )
-    max_messages: int = Field(default=1000, ge=1, description="Messages in one request")
+    max_messages: int = Field(default=1000, ge=1, le=100_000, description="Messages in one request")
     max_prompt_bytes: int = Field(
-        default=4 * 2**20, ge=1024, description="UTF-8 bytes of all messages' text together"
+        default=4 * 2**20,
+        ge=1024,
+        le=2**30,
+        description="UTF-8 bytes of all messages' text together",
     )
     idle_timeout_seconds: int = Field(
         default=5, ge=1, le=3600, description="An idle keep-alive HTTP connection is closed"
@@ -410,14 +415,21 @@ class ServerSettings(_Section):
         le=3600,
         description="After the drain: how long requests in flight get to finish",
     )
-    public_model: str = Field(default="iccache", description="Model name clients ask for")
     workers: int = Field(
         default=1,
         ge=1,
         le=64,
         description="Router processes sharing the ports (SO_REUSEPORT) and learned state "
-        "(Redis); max_concurrency applies to each",
+        "(Redis); max_concurrency applies to each; give the pod about one CPU each",
     )
+
+
+class ServerSettings(ServerLimits):
+    host: str = "0.0.0.0"
+    http_port: int = Field(default=names.HTTP_PORT, ge=0, le=65535)
+    grpc_port: int = Field(default=names.GRPC_PORT, ge=0, le=65535)
+    max_tokens_default: int = Field(default=256, ge=1)
+    public_model: str = Field(default="iccache", description="Model name clients ask for")
 
     @model_validator(mode="after")
     def _fixed_ports_for_workers(self) -> ServerSettings:
@@ -471,11 +483,14 @@ class VerifierSettings(_Section):
     )
     threshold: float = Field(
         default=-1.0,
+        ge=-100,
+        le=1,
         description="A draft passes when its statistic is at least this, until outcomes "
         "show a threshold (see learn)",
     )
     unsure_below: float | None = Field(
         default=None,
+        ge=-100,
         le=0,
         description="Also pass a draft wherever the large model is unsure how to begin its "
         "own answer (its top first token's log-probability below this): there the large "
@@ -486,11 +501,13 @@ class VerifierSettings(_Section):
         description="Learn the threshold from outcomes (feedback, probes): the lowest one at "
         "which passed drafts are shown to lose at most routing.quality.max_loss",
     )
-    min_samples: int = Field(default=100, ge=10, description="Outcomes before learning")
+    min_samples: int = Field(
+        default=100, ge=10, le=1_000_000, description="Outcomes before learning"
+    )
     echo_top_logprobs: int = Field(
         default=5, ge=1, le=20, description="echo form: top entries asked per position"
     )
-    timeout_seconds: float = Field(default=20.0, gt=0)
+    timeout_seconds: float = Field(default=20.0, gt=0, le=600)
 
 
 class OpeningSettings(_Section):
@@ -508,6 +525,7 @@ class OpeningSettings(_Section):
     )
     unsure_below: float = Field(
         default=-2.0,
+        ge=-100,
         le=0,
         description="Hand the request to the small model when the least top-token "
         "log-probability of the opening is below this",

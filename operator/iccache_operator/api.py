@@ -1,15 +1,32 @@
 """The InContextCache API (group iccache.dev, version v1alpha1): the one typed source
 of truth. The CRD's OpenAPI schema is generated from these models
-(``python -m iccache_operator.crd``), and the operator reads specs through them."""
+(``python -m iccache_operator.crd``), and the operator reads specs through them. The
+sections the router reads as they are (retrieval, routing, verifier, opening, responses,
+the router's limits, tenant limits) are the contract's settings models themselves, under
+camelCase names: a router setting is declared once. Only what differs in shape (models,
+the cache's storage, tenancy's Secrets, replay's schedule, the router's pods) is
+declared here and mapped by hand (children/router.py: router_settings)."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from iccache_contract import names
+from iccache_contract.settings import (
+    IneligibleSettings,
+    OpeningSettings,
+    QualitySettings,
+    ResponsesSettings,
+    RetrievalSettings,
+    RoutingSettings,
+    ServerLimits,
+    TenantLimits,
+    TenantOverrides,
+    VerifierSettings,
+)
 
 GROUP = "iccache.dev"
 VERSION = "v1alpha1"
@@ -210,16 +227,9 @@ class ExternalRedis(_Obj):
     password_secret_ref: SecretKeyRef | None = None
 
 
-class IneligibleSpec(_Obj):
+class IneligibleSpec(_Obj, IneligibleSettings):
     """What a request the cache cannot serve faithfully (tools, a response format,
     n > 1, logprobs, a seed, non-text content) may still do."""
-
-    exact_hits: bool = Field(default=False, description="May be answered from an exact hit")
-    examples: bool = Field(default=False, description="May get in-context examples")
-    route: Literal["large", "policy"] = Field(
-        default="large", description="large: always the large model; policy: as routed"
-    )
-    store: bool = Field(default=False, description="Its answer may be cached")
 
 
 class CacheSpec(_Obj):
@@ -261,199 +271,40 @@ class CacheSpec(_Obj):
     ineligible: IneligibleSpec = Field(default_factory=IneligibleSpec)
 
 
-# The public knobs of retrieval and routing. They are declared here, for the API, and
-# mapped onto the router's settings in one function (children/router.py:
-# router_settings); a unit test checks that every value this schema admits is one the
-# router accepts, and that the defaults agree.
-class RetrievalSpec(_Obj):
-    candidates: int = Field(default=16, ge=1, le=200)
-    max_examples: int = Field(default=3, ge=0, le=16)
-    token_budget: int = Field(default=768, ge=0, le=65_536)
-    min_similarity: float = Field(default=0.55, ge=-1, le=1)
-    diversity: float = Field(
-        default=0.3, ge=0, le=1, description="MMR weight against redundant examples"
-    )
-    value_weight: float = Field(
-        default=0.5, ge=0, le=1, description="Weight of the learned value against similarity"
-    )
-    max_value_lift: float = Field(
-        default=0.05,
-        ge=0,
-        le=1,
-        description="The most good outcomes may raise an example's utility: feedback "
-        "reorders close candidates, it cannot lift a far one past the nearest",
-    )
-    context_turns: int = Field(
-        default=1,
-        ge=0,
-        le=8,
-        description="Earlier user turns embedded (and stored) with a follow-up question",
-    )
-    hybrid_policy: Literal["auto", "batches", "adhoc"] = Field(
-        default="auto",
-        description="How the vector search meets the tenant filter: auto (the Query Engine "
-        "decides), batches (walk the HNSW graph, filter as it goes) or adhoc (scan the "
-        "tenant's examples); see the README's sizing table",
-    )
+# The sections below that take a settings model as a base are that model, with the
+# API's camelCase names: each setting is declared once (in the contract) and reaches the
+# router by the same name (children/router.py: router_settings).
+class RetrievalSpec(_Obj, RetrievalSettings):
+    """Which cached examples a request gets (see the README's retrieval section)."""
 
 
-class QualitySpec(_Obj):
+class QualitySpec(_Obj, QualitySettings):
     """The quality budget (see the README): shadow comparisons, a loss estimate with a
     confidence bound, and a routing bar steered to keep the bound within maxLoss."""
 
-    max_loss: float | None = Field(
-        default=None,
-        gt=0,
-        lt=1,
-        description="Largest share of small answers allowed to be worse than the large "
-        "model's (for example 0.02); unset: estimate only",
-    )
-    tenants: dict[str, Annotated[float, Field(gt=0, lt=1)]] = Field(
-        default_factory=dict, max_length=1000, description="A tenant's own maxLoss"
-    )
-    confidence: float = Field(default=0.95, ge=0.5, le=0.999, description="Of the bound")
-    shadow_rate: float = Field(
-        default=0.0, ge=0, le=1, description="Share of small answers compared with the large's"
-    )
-    shadow_max_large_load: float = Field(
-        default=0.5, ge=0, le=1, description="Shadow only while the large model is this idle"
-    )
-    shadow_tokens_per_minute: int = Field(
-        default=20_000, ge=0, description="Large-model tokens shadow calls may spend"
-    )
-    agreement_threshold: float = Field(
-        default=0.8,
-        ge=-1,
-        le=1,
-        description="Without a judge: answer cosine that counts as agreeing",
-    )
-    window: int = Field(default=3000, ge=10, le=1_000_000, description="Outcomes estimated")
-    step: float = Field(default=0.02, gt=0, le=0.5, description="Bar move per step")
-    hold: int = Field(default=250, ge=1, description="New outcomes between moves")
-    min_samples: int = Field(default=500, ge=1, description="Outcomes before steering")
-    tenant_share: float = Field(
-        default=0.25,
-        gt=0,
-        le=1,
-        description="In the pooled budget, the largest share of the window one tenant's "
-        "judged answers make while others have some (1: no bound)",
-    )
-    unproven_share: float = Field(
-        default=0.1,
-        ge=0,
-        le=1,
-        description="Until the budget is shown to hold (minSamples judged answers, bound "
-        "within maxLoss), at most this share of what would be offloaded goes to the "
-        "small model (1: offload freely)",
-    )
-    probe_rate: float = Field(
-        default=1.0,
-        ge=0,
-        le=1,
-        description="Share of those held requests the idle small model also answers, off "
-        "the response path, to judge against the large answer (0: none)",
-    )
 
+class RoutingSpec(_Obj, RoutingSettings):
+    """Which model answers: the policy, its quality bar and the load it weighs."""
 
-class RoutingSpec(_Obj):
-    policy: Literal["bandit", "threshold", "always-small", "always-large"] = "bandit"
-    exploration_rate: float = Field(default=0.05, ge=0, le=1)
-    quality_target: float = Field(
-        default=0.7,
-        ge=0,
-        le=1,
-        description="Predicted small-model quality needed at no load (or the large model's "
-        "predicted quality for the request, less the tolerance, when lower)",
-    )
-    quality_tolerance: float = Field(
-        default=0.02,
-        ge=0,
-        le=1,
-        description="Predicted quality the small model may fall short of the large one's "
-        "(the price of its lower cost)",
-    )
-    similarity_threshold: float = Field(default=0.75, ge=-1, le=1)
-    high_load: float = Field(
-        default=0.8, gt=0, le=1, description="Large-model load (in-flight/max) that counts as high"
-    )
-    load_relief: float = Field(
-        default=0.3, ge=0, le=1, description="How far the quality bar drops at full load"
-    )
-    reuse_similarity: float | None = Field(
-        default=None,
-        gt=0,
-        le=1,
-        description="Answer with the nearest cached answer, no model, at this similarity or "
-        "above (off when unset; measure it on your traffic first)",
-    )
     quality: QualitySpec = Field(default_factory=QualitySpec)
 
 
-class VerifierSpec(_Obj):
+class VerifierSpec(_Obj, VerifierSettings):
     """The large model checks small answers from its token log-probabilities of them (one
     prefill, no decoding). Needs a large model whose server returns prompt
     log-probabilities: the vllm engine, or an external endpoint that does (llama.cpp's
     llama-server, the llamacpp engine, does not: the router then logs that it is off)."""
 
-    enabled: bool = Field(default=False, description="Verify small answers with the large model")
-    gate: bool = Field(
-        default=False,
-        description="Routing mode verify: a small answer that fails is replaced by the large "
-        "model's before it is returned",
-    )
-    gate_streams: bool = Field(
-        default=True,
-        description="Streams too: the small answer is checked whole before the first byte",
-    )
-    comparator: bool = Field(
-        default=True, description="The quality budget counts a failed check as a loss"
-    )
-    reward: bool = Field(
-        default=True, description="Every checked small answer teaches the routing policy"
-    )
-    prompt_format: Literal["chatml", "gemma", "llama3"] = Field(
-        default="chatml", description="The large model's chat template"
-    )
-    statistic: Literal["mean_logprob", "min_logprob", "agreement"] = "mean_logprob"
-    threshold: float = Field(
-        default=-1.0, ge=-100, le=0, description="Pass at or above this, until one is learned"
-    )
-    unsure_below: float | None = Field(
-        default=None,
-        ge=-100,
-        le=0,
-        description="Also pass drafts where the large model is unsure how to begin "
-        "(its top first token's log-probability below this)",
-    )
-    learn: bool = Field(default=True, description="Learn the threshold from user feedback")
-    min_samples: int = Field(default=100, ge=10, le=1_000_000)
 
-
-class OpeningSpec(_Obj):
+class OpeningSpec(_Obj, OpeningSettings):
     """Routing by the large model's confidence in its own opening: the large model begins
     each answer routed to it; where it is unsure of its first tokens, the small model
     answers with examples instead. Needs a large model that returns log-probabilities of
     generated tokens (the llamacpp and vllm engines both do)."""
 
-    enabled: bool = Field(default=False, description="Decide on the large model's opening")
-    tokens: int = Field(default=16, ge=1, le=256, description="Tokens the decision reads")
-    unsure_below: float = Field(
-        default=-2.0,
-        ge=-100,
-        le=0,
-        description="Hand over when the least top-token log-probability is below this",
-    )
-    streams: bool = Field(
-        default=True, description="Streams too (their first byte waits for the opening)"
-    )
 
-
-class ResponsesSpec(_Obj):
+class ResponsesSpec(_Obj, ResponsesSettings):
     """The Responses API's stored responses (for ``previous_response_id``)."""
-
-    store_ttl_seconds: int = Field(
-        default=30 * 86_400, ge=60, le=365 * 86_400, description="Kept this long (30 days)"
-    )
 
 
 class EmbeddingsSpec(_Obj):
@@ -479,17 +330,12 @@ class EmbeddingsSpec(_Obj):
     )
 
 
-class TenantLimitsSpec(_Obj):
-    requests_per_minute: int | None = Field(default=None, ge=1, description="None: unlimited")
-    tokens_per_minute: int | None = Field(default=None, ge=1, description="None: unlimited")
-    concurrent_requests: int | None = Field(
-        default=None, ge=1, description="In hand at once, per router pod; None: unlimited"
-    )
+class TenantLimitsSpec(_Obj, TenantLimits):
+    """Per-tenant rates, shared by every router replica (counted in Redis per minute)."""
 
 
-class TenantOverrideSpec(TenantLimitsSpec):
-    ttl_seconds: int | None = Field(default=None, ge=0, description="Its examples' TTL")
-    capacity: int | None = Field(default=None, ge=0, description="Most examples it may keep")
+class TenantOverrideSpec(_Obj, TenantOverrides):
+    """What one tenant gets instead of the defaults."""
 
 
 class TenancySpec(_Obj):
@@ -526,59 +372,15 @@ class TenancySpec(_Obj):
     )
 
 
-class RouterSpec(_Obj):
+class RouterSpec(_Obj, ServerLimits):
+    """The router pods: how many, their image and resources, their ports, who may reach
+    them, and the router's limits and timeouts (``ServerLimits``, by the same names)."""
+
     replicas: int = Field(default=2, ge=0, le=64)
     image: str | None = Field(default=None, description="Defaults to the operator's sidecar image")
     resources: Resources = Field(default_factory=Resources)
     http_port: int = Field(default=names.HTTP_PORT, ge=1, le=65535)
     grpc_port: int = Field(default=names.GRPC_PORT, ge=1, le=65535)
-    max_concurrency: int = Field(default=64, ge=1, le=10_000)
-    max_body_bytes: int = Field(
-        default=8 * 2**20,
-        ge=1024,
-        le=2**30,
-        description="Largest HTTP body or gRPC message; larger ones get 413",
-    )
-    max_messages: int = Field(default=1000, ge=1, le=100_000, description="Messages per request")
-    max_prompt_bytes: int = Field(
-        default=4 * 2**20, ge=1024, le=2**30, description="UTF-8 bytes of a request's text"
-    )
-    idle_timeout_seconds: int = Field(
-        default=5, ge=1, le=3600, description="Idle keep-alive HTTP connections are closed"
-    )
-    header_timeout_seconds: float = Field(
-        default=10, ge=0.1, le=3600, description="A request head must arrive within this, or 408"
-    )
-    body_timeout_seconds: float = Field(
-        default=60, ge=0.1, le=3600, description="A request body must arrive within this, or 408"
-    )
-    send_timeout_seconds: float = Field(
-        default=30,
-        ge=0.1,
-        le=3600,
-        description="A client that takes no part of a response for this long has it ended",
-    )
-    drain_seconds: float = Field(
-        default=5,
-        ge=0,
-        le=300,
-        description="On shutdown, readiness fails this long before the router stops accepting",
-    )
-    shutdown_grace_seconds: float = Field(
-        default=20, ge=0, le=3600, description="Then requests in flight get this long to finish"
-    )
-    workers: int = Field(
-        default=1,
-        ge=1,
-        le=64,
-        description="Router processes per pod, sharing its ports and learned state; "
-        "give the pod about one CPU each",
-    )
-    decision_details: Literal["minimal", "full"] = Field(
-        default="minimal",
-        description="What responses say of the cache: minimal (request id, model, what "
-        "was down) or full (also exact hits, similarity, examples, reasons)",
-    )
     allowed_clients: list[dict[str, Any]] | None = Field(
         default=None,
         max_length=64,
@@ -589,20 +391,7 @@ class RouterSpec(_Obj):
 
 
 # The router's server settings that RouterSpec sets, by the same names.
-SERVER_FIELDS = (
-    "max_concurrency",
-    "max_body_bytes",
-    "max_messages",
-    "max_prompt_bytes",
-    "idle_timeout_seconds",
-    "header_timeout_seconds",
-    "body_timeout_seconds",
-    "send_timeout_seconds",
-    "drain_seconds",
-    "shutdown_grace_seconds",
-    "workers",
-    "decision_details",
-)
+SERVER_FIELDS = tuple(ServerLimits.model_fields)
 
 
 class ReplaySpec(_Obj):

@@ -1,8 +1,9 @@
 """The CRD's public fields map onto the router's settings in one function
-(``children.router.router_settings``). The API declares its own fields; these tests
-keep the two in step: defaults agree, and every value the CRD admits is one the router
-accepts (so a spec the API server took never renders a settings file the router
-refuses)."""
+(``children.router.router_settings``). Most spec sections are the contract's settings
+models under camelCase names (declared once); these tests check that the mapping
+carries each of them whole: defaults agree, and every value the CRD admits reaches the
+router unchanged (so a spec the API server took never renders a settings file the
+router refuses)."""
 
 from __future__ import annotations
 
@@ -16,22 +17,26 @@ from pydantic import BaseModel
 from iccache_contract.settings import (
     EmbeddingsApiSettings,
     IneligibleSettings,
+    OpeningSettings,
     QualitySettings,
     ResponsesSettings,
     RetrievalSettings,
     RoutingSettings,
     ServerSettings,
+    VerifierSettings,
 )
 from iccache_operator.api import (
     SERVER_FIELDS,
     EmbeddingsSpec,
     InContextCacheSpec,
     IneligibleSpec,
+    OpeningSpec,
     QualitySpec,
     ResponsesSpec,
     RetrievalSpec,
     RouterSpec,
     RoutingSpec,
+    VerifierSpec,
 )
 from iccache_operator.children.common import Owner
 from iccache_operator.children.router import router_settings
@@ -44,6 +49,8 @@ PAIRS = [
     ("routing.quality", QualitySpec, QualitySettings),
     ("cache.ineligible", IneligibleSpec, IneligibleSettings),
     ("responses", ResponsesSpec, ResponsesSettings),
+    ("verifier", VerifierSpec, VerifierSettings),
+    ("opening", OpeningSpec, OpeningSettings),
 ]
 
 
