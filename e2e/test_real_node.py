@@ -9,7 +9,9 @@ CoreDNS on this machine, every pod a real container from the project's images.
 3. from a pod inside the cluster the official ``openai`` client asks the router's Service:
    a seeded question goes to the large model, its paraphrase to the small model with the
    stored example, and the routers' ``/metrics`` show the offload, as does
-   ``status.quality``, which the operator sums from both routers' ``/quality``;
+   ``status.quality``, which the operator sums from both routers' ``/quality``; a real
+   Prometheus finds both routers as the chart's ServiceMonitor says, counts what the
+   test sent, and every panel of the shipped dashboard returns data;
 4. a Job made from the replay CronJob completes and ``status.replay.lastResult`` shows it;
 5. a deleted router pod is replaced and requests succeed again; a deleted Redis pod is
    restarted by its StatefulSet with the stored examples still there;
@@ -23,6 +25,7 @@ prints its time; the table is printed at the end.
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -39,10 +42,11 @@ from e2e_support import CHART, SUMMARY, Helm
 
 from iccache_dev.local import assets
 from iccache_dev.local import node as real
-from iccache_dev.local.cluster import GPU_NODES, LocalCluster, start_cluster
+from iccache_dev.local.cluster import GPU_NODES, K8S_VERSION, LocalCluster, start_cluster
 from iccache_dev.local.fileserver import FileServer
 from iccache_dev.local.images import build, missing_tools
 from iccache_dev.local.process import wait_until
+from iccache_dev.local.prometheus import panel_queries, service_monitor_job, start_prometheus
 from iccache_operator.crd import CRD_FILE
 from iccache_sidecar.fetch import file_sha256
 
@@ -395,6 +399,76 @@ def test_3b_status_quality_sums_what_both_routers_report(step: Journey) -> None:
     (overall,) = [s for s in q["scopes"] if s["scope"] == "*"]
     assert 0 < overall["offloadRatio"] < 1, q
     assert (overall["maxLoss"], overall["samples"], overall["holds"]) == (0.05, 0, False), q
+
+
+def test_3c_a_prometheus_scrapes_the_routers_and_every_dashboard_panel_has_data(
+    step: Journey,
+) -> None:
+    """A real Prometheus finds the routers through Kubernetes service discovery, as
+    prometheus-operator would for the chart's ServiceMonitor (rendered here, since this
+    cluster has no prometheus-operator), and scrapes both; after a request it counts
+    what the test sent (one large answer, then two small ones; one small since it
+    began) and every panel of the shipped Grafana dashboard returns data (a number, not
+    only NaN)."""
+    monitor = yaml.safe_load(
+        step.helm(
+            "template",
+            RELEASE,
+            str(CHART),
+            "-n",
+            SYSTEM,
+            "--set",
+            f"watchNamespaces={{{NAMESPACE}}}",
+            "--set",
+            "metrics.serviceMonitor.enabled=true",
+            "--kube-version",
+            K8S_VERSION,
+            "--show-only",
+            "templates/servicemonitor.yaml",
+        ).stdout
+    )
+    jobs = service_monitor_job(monitor, step.cluster.kubeconfig, scrape_interval="1s")
+    binary = Path(step.cluster.binaries["prometheus"])
+    prom = start_prometheus(binary, step.workdir / "prometheus", jobs)
+    try:
+
+        def both_up() -> bool:
+            return sum(t["health"] == "up" for t in prom.active_targets()) == 2
+
+        wait_until(both_up, timeout=120, interval=1, what="Prometheus scraping both routers")
+        out = step.client("client-prometheus", "ask")
+        assert out["paraphrase"]["route"] == "small", out
+        own: dict[str, float] = {}  # what the routers' /metrics said at the client's end
+        for line in (line for lines in out["metrics"].values() for line in lines):
+            route = line.split('route="', 1)[1].split('"', 1)[0]
+            own[route] = own.get(route, 0.0) + float(line.split()[-1])
+        assert own == {"large": 1.0, "small": 2.0, "exact": 0.0}, out["metrics"]
+        routers = f'namespace="{NAMESPACE}", service="demo-router"'
+
+        def scraped() -> dict[str, float]:
+            found = prom.query(f"sum by (route) (iccache_requests_total{{{routers}}})")
+            return {r["metric"]["route"]: float(r["value"][1]) for r in found}
+
+        wait_until(lambda: scraped() == own, timeout=60, interval=1, what="the counts scraped")
+        # Since Prometheus began: this client's one small answer, no large one (the
+        # series existed at 0 before it, so the increase is seen).
+        since = prom.query(f"sum by (route) (increase(iccache_requests_total{{{routers}}}[5m]))")
+        increase = {r["metric"]["route"]: round(float(r["value"][1])) for r in since}
+        assert (increase.get("small"), increase.get("large")) == (1, 0), since
+        (examples,) = prom.query(f"max(iccache_cache_examples{{{routers}}})")
+        assert float(examples["value"][1]) == 1.0  # the seed's answer
+        dashboard = json.loads((CHART / "dashboards" / "iccache.json").read_text())
+        empty, lines = [], []
+        for title, exprs in panel_queries(dashboard, {"namespace": NAMESPACE, "cache": "demo"}):
+            values = [float(r["value"][1]) for expr in exprs for r in prom.query(expr)]
+            shown = ", ".join(f"{v:.3g}" for v in values[:8])
+            lines.append(f"{title}: {shown or 'NO DATA'}")
+            if all(math.isnan(v) for v in values):  # none, or only NaN (no rate to divide)
+                empty.append(title)
+        print("\n".join(["dashboard panels on real data:", *lines]))
+        assert empty == [], lines
+    finally:
+        prom.stop()
 
 
 def test_4_replay_job_completes_and_status_shows_it(step: Journey) -> None:

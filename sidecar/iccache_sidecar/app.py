@@ -39,6 +39,8 @@ from iccache_sidecar.core.errors import DependencyDown, ErrorKind
 from iccache_sidecar.embedding import BatchingEmbedder, Encoder, load_encoder
 from iccache_sidecar.embedding.serving import OwnEmbeddings
 from iccache_sidecar.metrics import Metrics
+from iccache_sidecar.requestpath.degrade import DEPENDENCIES
+from iccache_sidecar.requestpath.planning import STAGES
 from iccache_sidecar.requestpath.ports import EmbeddingsSource
 from iccache_sidecar.requestpath.service import RouterService
 from iccache_sidecar.requestpath.shadow import ShadowComparer
@@ -117,6 +119,13 @@ class Parts:
 async def build(settings: RouterSettings, encoder: Encoder | None = None) -> Parts:
     auth = Authenticator.from_settings(settings.tenancy)  # a bad keys file fails here, first
     metrics = Metrics()
+    metrics.start_at_zero(
+        error_kinds=[kind.value for kind in ErrorKind],
+        backends=[route.value for route in Route],
+        dependencies=DEPENDENCIES,
+        stages=STAGES,
+        tenants=[settings.tenancy.default_tenant] if settings.tenancy.mode == "single" else [],
+    )
     if encoder is None:
         encoder = await asyncio.to_thread(
             load_encoder, settings.embedding.model_path, settings.embedding.threads

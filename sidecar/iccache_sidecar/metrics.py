@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, multiprocess
 
@@ -249,6 +250,38 @@ class Metrics:
         self._small = 0
         self._large = 0
         self.exact_served = 0
+
+    def start_at_zero(
+        self,
+        *,
+        error_kinds: Iterable[str],
+        backends: Iterable[str],
+        dependencies: Iterable[str],
+        stages: Iterable[str],
+        tenants: Iterable[str],
+    ) -> None:
+        """Export the labelled series a dashboard or an alert reads at 0 from the start.
+        A series that was never touched does not exist: its rate is "no data" instead of
+        0, an alert on it can never fire or resolve, and the first increment after it
+        appears is lost to ``rate`` (there is no earlier sample to compare with)."""
+        backends = list(backends)
+        for kind in error_kinds:
+            self.errors.labels(kind)
+        for dependency in dependencies:
+            self.degraded.labels(dependency)
+        for result in ("loss", "no_loss", "skipped"):
+            self.shadow.labels(result)
+        for stage in stages:
+            self.stage_seconds.labels(stage)
+        for backend in backends:
+            self.fallbacks.labels(backend)
+            self.backend_seconds.labels(backend)
+            self.cost.labels(backend)
+            for kind in ("prompt", "completion"):
+                self.tokens.labels(backend, kind)
+        for tenant in tenants:
+            for route in (*backends, "exact"):
+                self.requests.labels(route, self.tenant_label(tenant))
 
     def tenant_label(self, tenant: str) -> str:
         """The tenant as a label value: itself for the first ``MAX_TENANT_LABELS``

@@ -5,6 +5,7 @@ naming only metrics the router exports."""
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -55,3 +56,20 @@ def test_rules_name_only_metrics_the_router_exports() -> None:
     named = set(re.findall(r"\b(iccache_[a-z_]+)\b", RULES.read_text()))
     assert named
     assert named <= exported, named - exported
+
+
+def test_every_dashboard_query_names_only_metrics_the_router_exports() -> None:
+    """The queries the real-node journey runs against a real Prometheus (where each
+    must return data), checked here for names that no router exports."""
+    from iccache_dev.local.prometheus import panel_queries
+    from iccache_sidecar.metrics import Metrics
+
+    dashboard = json.loads((ROOT / "charts/iccache/dashboards/iccache.json").read_text())
+    panels = panel_queries(dashboard, {"namespace": "team", "cache": "demo"})
+    assert len(panels) >= 10
+    exported = {family.name for family in Metrics().registry.collect()}
+    for title, exprs in panels:
+        for expr in exprs:
+            assert "$" not in expr, (title, expr)
+            for name in re.findall(r"\b(iccache_[a-z_]+?)(?:_total|_bucket)?\{", expr):
+                assert name in exported, (title, name)

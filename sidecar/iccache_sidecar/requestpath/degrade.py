@@ -12,6 +12,8 @@ from iccache_sidecar.requestpath.ports import ExampleIndex
 
 log = logging.getLogger(__name__)
 
+DEPENDENCIES = ("redis", "embedder")  # what a request can be served without
+
 
 def mark_degraded(decision: Decision, metrics: Metrics, what: str) -> None:
     """Note once per request that ``what`` ("redis", "embedder") was not used."""

@@ -49,6 +49,8 @@ from iccache_sidecar.routing.base import RoutingContext, RoutingPolicy
 
 log = logging.getLogger(__name__)
 
+STAGES = ("embed", "retrieve", "select", "route")  # the timed steps of planning
+
 EMBED_TIMEOUT_SECONDS = 5.0
 EVERYTHING = IneligibleSettings(exact_hits=True, examples=True, route="policy", store=True)
 
@@ -332,6 +334,7 @@ class Planner:
         return True
 
     def _stage(self, name: str) -> _Timer:
+        assert name in STAGES, name
         return _Timer(self.metrics, name)
 
 

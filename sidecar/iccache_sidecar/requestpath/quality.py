@@ -68,6 +68,10 @@ class QualityBudget:
         self._unsent: dict[str, dict[bool, int]] = {}  # answers not yet added to the store
         self._unstored: dict[str, deque[tuple[str, float, bool]]] = {}  # outcomes, likewise
         self._shown: dict[str, bool] = {}  # scope -> enough judged answers at its bar
+        for status in self.statuses():  # every budget on the dashboard from the start
+            self._publish_gauges(status)
+            for result in ("loss", "no_loss"):
+                metrics.quality_outcomes.labels(status.scope, result)
 
     def answered(self, tenant: str, small: bool) -> None:
         """Count a model's answer (the offload ratio in the status); sent to the store
