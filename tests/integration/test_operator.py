@@ -316,7 +316,8 @@ def test_what_a_changed_spec_no_longer_plans_is_pruned_and_data_is_kept(
     """Managed -> external, for the large model and for Redis: the model's Deployment,
     Service and NetworkPolicy, Redis's StatefulSet, Service and NetworkPolicy go; Redis's claim and
     password stay (they hold data) and the status names the claim. An object with the
-    same labels that the resource does not control is left alone."""
+    same labels that the resource does not control is left alone. Switched back, the
+    children return on the kept claim and password."""
     k = crd_installed
     k.bind_static_volume(namespace, "data-demo-redis-0")
     k.bind_static_volume(namespace, "models", create_claim=True)
@@ -378,3 +379,31 @@ def test_what_a_changed_spec_no_longer_plans_is_pruned_and_data_is_kept(
 
     wait_until(lambda: bool(retained()), timeout=30, what="status.retained")
     assert "PersistentVolumeClaim data-demo-redis-0" in retained()[0]
+
+    # And back: the same spec as before, managed again. Redis's StatefulSet comes back
+    # on the claim it left (same name), under the password it kept; the status no
+    # longer names a retained claim; the large model's children come back.
+    password = get(k, namespace, "secret", "demo-redis-auth")
+    sample = yaml.safe_load((SAMPLES / "cpu-llamacpp.yaml").read_text())["spec"]
+    back = {
+        "spec": {
+            "models": {"large": {**sample["models"]["large"], "endpoint": None}},
+            "cache": {**sample.get("cache", {}), "mode": "managed", "external": None},
+        }
+    }
+    k.kubectl("patch", "icc", "demo", "-n", namespace, "--type=merge", "-p", json.dumps(back))
+
+    def restored() -> bool:
+        return all(get(k, namespace, kind, name) is not None for kind, name in dropped)
+
+    wait_until(restored, timeout=60, what="the children planned again to be created")
+    wait_until(lambda: not retained(), timeout=30, what="status.retained emptied")
+    k.kubectl("wait", "-n", namespace, "--for=condition=Ready", "icc/demo", "--timeout=180s")
+    claim = get(k, namespace, "persistentvolumeclaim", "data-demo-redis-0")
+    assert claim is not None
+    assert claim["status"].get("phase") == "Bound"  # the data's volume, not a new one
+    kept = get(k, namespace, "secret", "demo-redis-auth")
+    assert kept is not None
+    assert password is not None
+    assert kept["data"] == password["data"]
+    assert kept["metadata"]["uid"] == password["metadata"]["uid"]
