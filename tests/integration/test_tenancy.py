@@ -397,6 +397,141 @@ async def test_gateway_mode_believes_the_header_only_from_the_gateway(
             assert twice_grpc.value.code() is grpc.StatusCode.INVALID_ARGUMENT
 
 
+GATEWAY_SECRET = "gateway-shared-secret"
+ECHOES = [{"echo": True}, {"prompt_logprobs": 1}, {"return_token_ids": True}]
+KINDS = [
+    *["vouched", "echo", "no-secret", "wrong-secret", "twice"],  # HTTP
+    *["grpc", "grpc-body", "grpc-twice", "grpc-no-secret"],
+]
+
+
+async def test_no_forgery_or_echo_reaches_another_tenants_data_through_a_gateway(
+    router_settings: Callable[..., RouterSettings],
+    llm_servers: dict[str, LocalLLM],
+    embedder: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The property test in gateway mode, over HTTP and gRPC at random: vouched
+    requests, forged or repeated tenant headers, wrong or missing gateway secrets, a
+    gRPC body naming another tenant, and fields that make a model return its prompt.
+    No response and no prompt a model receives ever holds another tenant's example or
+    exact answer; a request with a prompt-returning field gets no example at all (its
+    own tenant's are other users' text too); a forgery is refused before any model."""
+    monkeypatch.setenv("TEST_GATEWAY_SECRET", GATEWAY_SECRET)
+    tenancy = {"mode": "gateway", "gateway_secret_env": "TEST_GATEWAY_SECRET"}
+    async with (
+        recording_proxy(llm_servers["smollm2"].base_url) as small,
+        recording_proxy(llm_servers["gemma3"].base_url) as large,
+    ):
+        settings = router_settings(
+            small={"base_url": small.base_url}, large={"base_url": large.base_url}, tenancy=tenancy
+        )
+        async with running(settings, encoder=embedder) as rt:
+            seen = Keyed(rt, small, large, Path("unused"), settings)
+            tenants = ["acme", "globex", "initech"]
+            owner = await seed(rt, embedder, [*tenants, "mallory"])
+            counts = await _gateway_trials(seen, owner, tenants, random.Random(11))
+    assert counts["examples"] > 0  # the property was exercised through examples...
+    assert counts["exact"] > 0  # ...and exact hits
+    assert counts["echo"] > 0
+    assert counts["refused"] > 0
+    assert counts["grpc"] > 0
+
+
+async def _gateway_trials(
+    seen: Keyed, owner: dict[str, str], tenants: list[str], rng: random.Random
+) -> dict[str, int]:
+    counts = dict.fromkeys(["examples", "exact", "echo", "refused", "grpc"], 0)
+    vouch = {"x-iccache-gateway-secret": GATEWAY_SECRET}
+    async with (
+        httpx.AsyncClient(base_url=seen.url, timeout=120) as http,
+        grpc.aio.insecure_channel(f"127.0.0.1:{seen.rt.grpc_port}") as channel,
+    ):
+        stub = pb_grpc.RouterStub(channel)
+        for _ in range(60):
+            tenant = rng.choice(tenants)
+            other = rng.choice([t for t in [*tenants, "mallory"] if t != tenant])
+            question = rng.choice(QUESTIONS)
+            mark = seen.bodies()
+            kind = rng.choice(KINDS)
+            if kind.startswith("grpc"):
+                counts["grpc"] += 1
+                reply = await _grpc_trial(stub, kind, tenant, other, question, rng)
+                if isinstance(reply, grpc.StatusCode):
+                    assert kind != "grpc", reply
+                    assert seen.bodies() == mark  # refused before any model
+                    counts["refused"] += 1
+                    continue
+                assert kind == "grpc", kind
+                ids, exact, text = (
+                    list(reply.decision.example_ids),
+                    reply.decision.exact_hit,
+                    reply.text,
+                )
+            else:
+                headers = {"x-iccache-tenant": tenant}
+                if kind not in ("no-secret", "wrong-secret"):
+                    headers |= vouch
+                if kind == "wrong-secret":
+                    headers["x-iccache-gateway-secret"] = GATEWAY_SECRET + "x"
+                body: dict[str, Any] = {
+                    "model": rng.choice(["iccache", "smollm2"]),
+                    "messages": [{"role": "user", "content": question}],
+                    "max_tokens": 1,
+                    "iccache": {"no_store": True},
+                }
+                if kind == "echo":
+                    body |= rng.choice(ECHOES)
+                listed = list(headers.items())
+                if kind == "twice":
+                    listed.insert(0, ("x-iccache-tenant", other))
+                r = await http.post("/v1/chat/completions", json=body, headers=listed)
+                if kind in ("no-secret", "wrong-secret", "twice"):
+                    assert r.status_code in (400, 401), (kind, r.text)
+                    assert seen.bodies() == mark
+                    counts["refused"] += 1
+                    continue
+                if kind == "echo":  # whatever the model made of the field: no example in
+                    counts["echo"] += 1
+                    prompts = seen.prompts_since(mark)
+                    assert "SECRET-" not in prompts + r.text, (body, r.text)
+                    continue
+                assert r.status_code == 200, r.text
+                d = r.json()["iccache"]
+                ids, exact, text = d["examples"], d["exact_hit"], r.text
+            assert all(owner[i] == tenant for i in ids), (kind, tenant, ids)
+            for foreign in {*owner.values()} - {tenant}:
+                assert f"SECRET-{foreign}-" not in seen.prompts_since(mark) + " " + text
+            counts["examples"] += len(ids)
+            counts["exact"] += exact
+            if exact:
+                assert f"SECRET-{tenant}-" in text
+    return counts
+
+
+async def _grpc_trial(
+    stub: pb_grpc.RouterStub, kind: str, tenant: str, other: str, question: str, rng: random.Random
+) -> pb.GenerateResponse | grpc.StatusCode:
+    """One gRPC request of ``kind``: its reply, or the status it was refused with."""
+    meta = [("x-iccache-tenant", tenant)]
+    if kind != "grpc-no-secret":
+        meta.append(("x-iccache-gateway-secret", GATEWAY_SECRET))
+    if kind == "grpc-twice":
+        meta.insert(0, ("x-iccache-tenant", other))
+    ask = pb.GenerateRequest(
+        prompt=question,
+        max_tokens=1,
+        no_store=True,
+        tenant=other if kind == "grpc-body" else "",
+        force_model=rng.choice([pb.MODEL_CHOICE_UNSPECIFIED, pb.MODEL_CHOICE_SMALL]),
+    )
+    try:
+        reply: pb.GenerateResponse = await stub.Generate(ask, metadata=tuple(meta))
+    except grpc.aio.AioRpcError as refused:
+        return refused.code()
+    return reply
+
+
 async def test_forget_removes_exactly_what_was_asked(keyed: Keyed, embedder: Any) -> None:
     owner = await seed(keyed.rt, embedder, ["acme", "globex"])
     store = keyed.rt.service.store
