@@ -33,7 +33,7 @@ def test_the_upper_bound_covers_the_true_rate_as_often_as_stated(true_rate: floa
     for _ in range(trials):
         window = LossWindow(400)
         for _ in range(400):
-            window.add(0.0, rng.random() < true_rate)
+            window.add(0.0, rng.random() < true_rate, "t")
         covered += window.estimate(Z95).upper >= true_rate
     # Two-sided 95%: the upper end alone should hold about 97.5% of the time.
     assert covered / trials >= 0.96
@@ -42,9 +42,9 @@ def test_the_upper_bound_covers_the_true_rate_as_often_as_stated(true_rate: floa
 def test_the_window_forgets_old_outcomes_and_counts_only_what_an_offset_offloads() -> None:
     window = LossWindow(10)
     for _ in range(10):
-        window.add(0.0, True)
+        window.add(0.0, True, "t")
     for margin in range(10):
-        window.add(margin / 10, margin < 3)  # the three lowest margins lost
+        window.add(margin / 10, margin < 3, "t")  # the three lowest margins lost
     everything = window.estimate(Z95)
     assert (everything.samples, everything.losses, window.total) == (10, 3, 20)
     raised = window.estimate(Z95, offset=0.3)
@@ -86,7 +86,7 @@ def run(
         margin = q - workload.base_bar
         offloaded = margin >= state.offset or rng.random() < 0.05
         if offloaded and rng.random() < 0.1:
-            window.add(margin, rng.random() < workload.scale * (1 - q))
+            window.add(margin, rng.random() < workload.scale * (1 - q), "t")
             state = steer(state, window.estimate(Z95, state.offset), window.total, rules)
         offsets.append(state.offset)
     return state, window, offsets

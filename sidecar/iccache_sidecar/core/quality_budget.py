@@ -79,7 +79,7 @@ class LossWindow:
         self._merged: list[Outcome] | None = None
         self.total = 0  # judged answers ever seen
 
-    def add(self, margin: float, lost: bool, source: str = "") -> None:
+    def add(self, margin: float, lost: bool, source: str) -> None:
         self._seq += 1
         outcomes = self._sources.pop(source, None) or deque(maxlen=self.size)
         outcomes.appendleft((self._seq, margin, lost))
